@@ -1,0 +1,1 @@
+"""Apache Beam PTransforms and DoFns that run nicbeam codecs over image corpora."""
