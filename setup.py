@@ -35,7 +35,7 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.2", "duckdb>=1.0"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.2", "duckdb>=1.0", "psnr-hvsm>=0.3", "bjontegaard>=1.3"],
         "gcp": ["apache-beam[gcp]>=2.60,<3", "gcsfs>=2023.6"],
     },
     entry_points={"console_scripts": ["nicbeam=nicbeam.pipelines.cli:main"]},

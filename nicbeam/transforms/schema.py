@@ -2,6 +2,9 @@
 
 One metadata row per image and codec setting; one error row per input that did not make it, with the
 reason. Both load directly in DuckDB, pandas and BigQuery.
+
+``bpp`` counts the codec payload (``payload_bytes``: for ``jpeg`` exactly the JPEG file), as papers and the
+classical anchors do; ``bitstream_bytes`` is the whole nicbeam stream, container header included.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ METADATA_SCHEMA = pa.schema(
         pa.field("model_digest", pa.string()),
         pa.field("bitstream_uri", pa.string()),
         pa.field("bitstream_bytes", pa.int64()),
+        pa.field("payload_bytes", pa.int64()),
         pa.field("bpp", pa.float64()),
         pa.field("psnr_rgb", pa.float64()),
         pa.field("psnr_y", pa.float64()),
