@@ -16,6 +16,9 @@ from typing import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "codecs": ("nicbeam.pipelines.cmd_codecs", "list registered codecs, their lossless flag and parameters"),
     "info": ("nicbeam.pipelines.cmd_info", "print the header of a nicbeam bitstream"),
+    "compress": ("nicbeam.pipelines.cmd_compress", "compress a corpus with a codec (Apache Beam job)"),
+    "decompress": ("nicbeam.pipelines.cmd_decompress", "decode nicbeam streams back to images (Apache Beam job)"),
+    "evaluate": ("nicbeam.pipelines.cmd_evaluate", "rate-distortion evaluation of codec settings (Apache Beam job)"),
 }
 
 #: Subcommands whose unknown options are Beam pipeline options rather than mistakes.

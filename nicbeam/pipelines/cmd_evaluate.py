@@ -1,0 +1,33 @@
+"""``nicbeam evaluate INPUT OUTPUT --codec NAME[:PARAM=V1,V2,...] ... [--anchor NAME:...]``: per-image
+metadata for every codec setting, then an RD summary, BD-rates against the anchor and a Markdown report.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nicbeam.pipelines.options import add_image_policy_arguments, add_run_arguments
+
+    parser.allow_abbrev = False  # never let a Beam option be taken for an abbreviation of ours
+    parser.add_argument("input", help="folder, glob or file on any fsspec filesystem")
+    parser.add_argument("output", help="folder receiving OUTPUT/_runs/<run_id>/{metadata,errors,report}")
+    parser.add_argument("--codec", action="append", required=True, metavar="SPEC",
+                        help="codec spec NAME[:PARAM=V1,V2,...][:PARAM2=...], repeatable (e.g. jpeg:quality=30,50,75)")
+    parser.add_argument("--anchor", metavar="SPEC", help="BD-rate anchor curve (also evaluated); default: 4:2:0 JPEG")
+    parser.add_argument("--metrics", choices=("none", "fast", "all"), default="all",
+                        help="all (default): PSNR, PSNR-Y, MS-SSIM, PSNR-HVS(-M); fast: PSNR, PSNR-Y")
+    parser.add_argument("--keep_bitstreams", action="store_true",
+                        help="also write every stream to OUTPUT/bitstreams/<setting>/<relative path>.nicb")
+    parser.add_argument("--batch_size", type=int, default=8,
+                        help="images of equal size per encode_batch call, for codecs that batch (learned codecs)")
+    parser.add_argument("--no_report", action="store_true", help="write the metadata only, no report")
+    add_image_policy_arguments(parser)
+    add_run_arguments(parser)
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from nicbeam.pipelines import evaluate_job
+
+    return evaluate_job.run(args, extra)

@@ -1,0 +1,89 @@
+"""The evaluate job: every image through every codec setting, one metadata row per (image, setting) with
+all quality metrics and encode/decode times, then the RD report (``nicbeam.analysis.report``).
+
+    MatchInputs -> CodecDoFn(evaluate) -> {metadata, errors} -> WriteTable each -> write_report
+
+Streams are not kept unless ``--keep_bitstreams`` (then under ``OUTPUT/bitstreams/<setting>/``).
+The report goes to ``OUTPUT/_runs/<run_id>/report/`` once the run is complete and accounted for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nicbeam.transforms.paths import join
+from nicbeam.transforms.records import JobConfig
+
+
+def parse_settings(specs: list[str], anchor: str | None):
+    """Expand ``--codec`` specs (and the anchor's) into unique settings, in the order given."""
+    from nicbeam.codecs.spec import parse_codec_spec
+
+    settings, labels = [], set()
+    for spec in [*specs, *([anchor] if anchor else [])]:
+        for setting in parse_codec_spec(spec):
+            if setting.label not in labels:
+                labels.add(setting.label)
+                settings.append(setting)
+    return settings
+
+
+def build_batch(pipeline, cfg: JobConfig, input_spec: str):
+    from nicbeam.pipelines.compress import write_outputs
+    from nicbeam.transforms.encode import EncodeImages
+    from nicbeam.transforms.io import MatchInputs
+
+    sources = pipeline | "Match" >> MatchInputs(input_spec, run_url=cfg.run_url, progress_dir=cfg.progress_dir)
+    outputs = sources | "Evaluate" >> EncodeImages(cfg, "evaluate")
+    return write_outputs(outputs, cfg)
+
+
+def write_report(run_url: str, anchor: str | None) -> str | None:
+    """Call the analysis package's report writer if it is importable; returns the report path."""
+    try:
+        from nicbeam.analysis.report import write_report as _write_report
+    except ImportError as exc:
+        print(f"[nicbeam] report skipped: nicbeam.analysis.report is not importable ({exc})", file=sys.stderr)
+        return None
+    try:
+        path = _write_report(join(run_url, "metadata"), join(run_url, "report"), anchor=anchor)
+    except Exception as exc:
+        print(f"[nicbeam] report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+    print(f"[nicbeam] report: {path}", file=sys.stderr)
+    return str(path)
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from nicbeam.codecs.errors import CodecError, UnknownCodecError
+    from nicbeam.pipelines import options as opts
+
+    opts.check_output_not_in_input(args.input, args.output)
+    try:
+        settings = parse_settings(args.codec, args.anchor)
+    except (CodecError, UnknownCodecError) as exc:
+        print(f"nicbeam evaluate: {exc}", file=sys.stderr)
+        return 2
+    cfg = JobConfig(
+        run_id=opts.check_run_id(args.run_id),
+        output=args.output.rstrip("/"),
+        settings=tuple(settings),
+        max_pixels=args.max_pixels,
+        alpha=args.alpha,
+        high_bit_depth=args.high_bit_depth,
+        frames=args.frames,
+        metrics=args.metrics,
+        batch_size=args.batch_size,
+        keep_bitstreams=args.keep_bitstreams,
+        device=args.device,
+    )
+
+    def after(summary: dict) -> None:
+        if not args.no_report:
+            summary["report"] = write_report(cfg.run_url, args.anchor)
+
+    return opts.run_job(
+        job="evaluate", args=args, extra=extra, cfg=cfg, settings=[s.label for s in settings],
+        build=lambda p, c: build_batch(p, c, args.input), after=after,
+    )

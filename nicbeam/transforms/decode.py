@@ -1,0 +1,218 @@
+"""The codec step of ``decompress``: nicbeam streams back to PNG (or the original JPEG bytes for
+``jpeg-transcode``), written atomically at ``OUTPUT/<name without .nicb>[.png]``.
+
+Streams come either one object per image (``SourceFile``s from :class:`~nicbeam.transforms.io.MatchInputs`)
+or packed in Parquet files written by ``compress --pack`` (:class:`ReadPackedStreams`). The header names
+the codec and its parameters; decoders are looked up in a per-process cache shared by the worker's
+threads (learned codecs load their weights once). Every defective stream becomes an error row whose
+reason is the container's check that failed (``bad_magic``, ``truncated``, ``checksum_mismatch``,
+``unknown_codec``, ``model_mismatch``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import apache_beam as beam
+
+from nicbeam.transforms.accounting import Accounting
+from nicbeam.transforms.codec_runtime import SharedCodecCache
+from nicbeam.transforms.encode import ERRORS
+from nicbeam.transforms.io import StorageReadError, read_bytes
+from nicbeam.transforms.paths import (
+    SourceFile,
+    UnsafePathError,
+    decoded_name,
+    join,
+    list_inputs,
+    resolve,
+    safe_relative_path,
+)
+from nicbeam.transforms.records import JobConfig, error_row, now_utc
+from nicbeam.transforms.write import atomic_write, write_json
+
+
+@dataclass(frozen=True)
+class PackedStream:
+    """One stream read from a packed-bitstreams Parquet file: ``uri`` is ``<file>#<path>``."""
+
+    uri: str
+    rel_path: str
+    data: bytes
+
+
+def encode_png(pixels) -> bytes:
+    import imagecodecs
+
+    return bytes(imagecodecs.png_encode(pixels, level=6))
+
+
+class DecodeDoFn(beam.DoFn):
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+        self._shared = SharedCodecCache(cfg.device)
+
+    def setup(self):
+        self._cache = self._shared.acquire()
+        self._acc = Accounting(self.cfg.progress_dir)
+        self._out_fs, self._out_root = resolve(self.cfg.output)
+        _, self._tmp_root = resolve(self.cfg.tmp_url)
+
+    def finish_bundle(self):
+        self._acc.flush()
+
+    def _fail(self, uri, stage, reason, message, setting=None):
+        self._acc.failed(reason)
+        return beam.pvalue.TaggedOutput(ERRORS, error_row(self.cfg, uri, stage, reason, message, setting))
+
+    def process(self, src):
+        from nicbeam import __version__
+        from nicbeam.codecs.container import parse_header
+        from nicbeam.codecs.errors import BitstreamError
+        from nicbeam.codecs.spec import make_setting
+        from nicbeam.metrics import bpp
+        from nicbeam.transforms.accounting import worker_id
+
+        try:
+            rel = safe_relative_path(src.rel_path)
+        except UnsafePathError as exc:
+            yield self._fail(src.uri, "match", exc.reason, str(exc))
+            return
+        if isinstance(src, PackedStream):
+            data = src.data
+        else:
+            try:
+                data = read_bytes(src.uri)
+            except StorageReadError as exc:
+                yield self._fail(src.uri, "read", exc.reason, str(exc))
+                return
+        self._acc.read(len(data))
+        if not data:
+            yield self._fail(src.uri, "decode", "empty", "stream is empty (0 bytes)")
+            return
+        setting_label = None
+        try:
+            header = parse_header(data, max_pixels=self.cfg.max_pixels)
+            setting = make_setting(header.codec, dict(header.params))
+            setting_label = setting.label
+            codec = self._cache.for_header(header)
+            start = time.perf_counter()
+            decoded = codec.decode(data, max_pixels=self.cfg.max_pixels)
+            decode_ms = 1000.0 * (time.perf_counter() - start)
+        except BitstreamError as exc:
+            yield self._fail(src.uri, "decode", exc.reason, f"{type(exc).__name__}: {exc}", setting_label)
+            return
+        except Exception as exc:
+            yield self._fail(src.uri, "decode", "codec_failure", f"{type(exc).__name__}: {exc}", setting_label)
+            return
+        original_bytes = isinstance(decoded, (bytes, bytearray))
+        out_bytes = bytes(decoded) if original_bytes else encode_png(decoded)
+        out_rel = decoded_name(rel, original_bytes=original_bytes)
+        atomic_write(self._out_fs, join(self._out_root, out_rel), out_bytes, tmp_dir=join(self._tmp_root, "objects"))
+        self._acc.ok(len(out_bytes))
+        yield {
+            "run_id": self.cfg.run_id,
+            "source_uri": src.uri,
+            "source_bytes": len(data),
+            "source_format": "nicbeam",
+            "source_mode": None,
+            "width": header.width,
+            "height": header.height,
+            "codec": header.codec,
+            "setting": setting_label,
+            "params": json.dumps(dict(header.params), sort_keys=True, separators=(",", ":")),
+            "lossless": bool(codec.lossless),
+            "codec_implementation": codec.implementation(),
+            "codec_version": int(header.codec_version),
+            "model_digest": header.model_digest_hex or None,
+            "bitstream_uri": src.uri,
+            "bitstream_bytes": len(data),
+            "payload_bytes": header.payload_length,
+            "bpp": bpp(header.payload_length, header.height, header.width),
+            "psnr_rgb": None,
+            "psnr_y": None,
+            "ms_ssim": None,
+            "ms_ssim_db": None,
+            "psnr_hvs": None,
+            "psnr_hvs_m": None,
+            "encode_ms": None,
+            "decode_ms": decode_ms,
+            "device": str(codec.device),
+            "worker": worker_id(),
+            "nicbeam_version": __version__,
+            "created_at": now_utc(),
+            "output_uri": join(self.cfg.output, out_rel),
+        }
+
+
+class DecodeStreams(beam.PTransform):
+    """Streams -> ``{"metadata": rows, "errors": rows}``."""
+
+    def __init__(self, cfg: JobConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, streams):
+        results = streams | "Decode" >> beam.ParDo(DecodeDoFn(self.cfg)).with_outputs(ERRORS, main="metadata")
+        return {"metadata": results.metadata, "errors": results[ERRORS]}
+
+
+# ------------------------------------------------------------------------------------ packed input
+class _ListPacked(beam.DoFn):
+    def __init__(self, run_url: str, progress_dir: str | None):
+        self._run_url = run_url
+        self._progress_dir = progress_dir
+
+    def process(self, input_spec: str):
+        import pyarrow.parquet as pq
+
+        files = [s for s in list_inputs(input_spec, suffix=".parquet") if s.uri.endswith(".parquet")]
+        total = 0
+        for f in files:
+            fs, path = resolve(f.uri)
+            with fs.open(path, "rb") as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+        write_json(join(self._run_url, "matched.json"), {"input": input_spec, "count": total, "files": len(files)})
+        acc = Accounting(self._progress_dir)
+        acc.matched(total)
+        acc.flush()
+        for f in files:
+            yield f.uri
+
+
+class _ReadPacked(beam.DoFn):
+    def process(self, uri: str):
+        import pyarrow.parquet as pq
+
+        fs, path = resolve(uri)
+        with fs.open(path, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            for group in range(parquet.num_row_groups):
+                table = parquet.read_row_group(group, columns=["path", "bitstream"])
+                for rel, data in zip(table.column("path").to_pylist(), table.column("bitstream").to_pylist()):
+                    yield PackedStream(f"{uri}#{rel}", rel, data)
+
+
+class ReadPackedStreams(beam.PTransform):
+    """A folder or glob of packed-bitstreams Parquet files -> reshuffled :class:`PackedStream`s."""
+
+    def __init__(self, input_spec: str, *, run_url: str, progress_dir: str | None = None):
+        super().__init__()
+        self._input_spec = input_spec
+        self._run_url = run_url
+        self._progress_dir = progress_dir
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Pattern" >> beam.Create([self._input_spec])
+            | "ListFiles" >> beam.ParDo(_ListPacked(self._run_url, self._progress_dir))
+            | "ReshuffleFiles" >> beam.Reshuffle()
+            | "ReadRows" >> beam.ParDo(_ReadPacked())
+            | "ReshuffleStreams" >> beam.Reshuffle()
+        )
+
+
+__all__ = ["DecodeDoFn", "DecodeStreams", "PackedStream", "ReadPackedStreams", "SourceFile", "encode_png"]
