@@ -5,6 +5,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+GCP = ["apache-beam[gcp]>=2.60,<3", "gcsfs>=2023.6"]
 
 setup(
     name="nicbeam",
@@ -35,8 +36,9 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.2", "duckdb>=1.0", "psnr-hvsm>=0.3", "bjontegaard>=1.3"],
-        "gcp": ["apache-beam[gcp]>=2.60,<3", "gcsfs>=2023.6"],
+        "gcp": GCP,
+        # The test suite validates the Dataflow translation offline, so it installs the gcp extra too.
+        "dev": ["pytest>=8", "pytest-timeout>=2.2", "duckdb>=1.0", "psnr-hvsm>=0.3", "bjontegaard>=1.3", *GCP],
     },
     entry_points={"console_scripts": ["nicbeam=nicbeam.pipelines.cli:main"]},
     classifiers=[
