@@ -187,13 +187,14 @@ def test_ms_ssim_averages_the_three_rgb_channels(msssim_images):
     a, light, _ = msssim_images
     grey = [(np.repeat(a[..., [c]], 3, axis=2), np.repeat(light[..., [c]], 3, axis=2)) for c in range(3)]
     per_channel = [ms_ssim(x, y) for x, y in grey]
-    assert ms_ssim(a, light) == pytest.approx(np.mean(per_channel), abs=1e-12)
+    # float32 evaluation: channel means agree to ~1e-7; a wrong layout is off by far more than 1e-6.
+    assert ms_ssim(a, light) == pytest.approx(np.mean(per_channel), abs=1e-6)
 
 
 def test_ms_ssim_batch_matches_single_calls(msssim_images):
     a, light, heavy = msssim_images
     batch = ms_ssim_batch([(a, light), (a, heavy), (light, heavy)])
-    assert batch == pytest.approx([ms_ssim(a, light), ms_ssim(a, heavy), ms_ssim(light, heavy)], abs=1e-12)
+    assert batch == pytest.approx([ms_ssim(a, light), ms_ssim(a, heavy), ms_ssim(light, heavy)], abs=1e-6)
     assert ms_ssim_batch([]) == []
 
 
