@@ -134,19 +134,7 @@ def make_config(args: argparse.Namespace, run_id: str) -> JobConfig:
     from nicbeam.codecs.spec import make_setting, parse_params
 
     setting = make_setting(args.codec, parse_params(args.param))
-    return JobConfig(
-        run_id=run_id,
-        output=args.output.rstrip("/"),
-        settings=(setting,),
-        max_pixels=args.max_pixels,
-        alpha=args.alpha,
-        high_bit_depth=args.high_bit_depth,
-        frames=args.frames,
-        metrics=args.metrics,
-        batch_size=args.batch_size,
-        pack=args.pack,
-        device=args.device,
-    )
+    return JobConfig.from_args(args, run_id, (setting,), pack=args.pack)
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:

@@ -229,41 +229,12 @@ class CodecDoFn(beam.DoFn):
     def _encode(codec, items: list[_Item], takes_bytes: bool) -> tuple[list, float]:
         """Encode the batch; if the batch call fails, encode image by image so only culprits fail."""
         inputs = [i.data if takes_bytes else i.pixels for i in items]
-        start = time.perf_counter()
-        try:
-            streams: list = list(codec.encode_batch(inputs)) if len(inputs) > 1 else [codec.encode(inputs[0])]
-            return streams, 1000.0 * (time.perf_counter() - start) / len(inputs)
-        except Exception as exc:
-            if len(inputs) == 1:
-                return [exc], 0.0
-        streams, total = [], 0.0
-        for x in inputs:
-            start = time.perf_counter()
-            try:
-                streams.append(codec.encode(x))
-            except Exception as exc:
-                streams.append(exc)
-            total += time.perf_counter() - start
-        return streams, 1000.0 * total / len(inputs)
+        return run_with_per_item_fallback(codec.encode_batch, codec.encode, inputs)
 
     def _decode(self, codec, streams: list[bytes]) -> tuple[list, float | None]:
         if self.cfg.metrics == "none" or not streams:
             return [None] * len(streams), None
-        start = time.perf_counter()
-        try:
-            out: list = list(codec.decode_batch(streams)) if len(streams) > 1 else [codec.decode(streams[0])]
-            return out, 1000.0 * (time.perf_counter() - start) / len(streams)
-        except Exception:
-            pass
-        out, total = [], 0.0
-        for s in streams:
-            start = time.perf_counter()
-            try:
-                out.append(codec.decode(s))
-            except Exception as exc:
-                out.append(exc)
-            total += time.perf_counter() - start
-        return out, 1000.0 * total / len(streams)
+        return run_with_per_item_fallback(codec.decode_batch, codec.decode, streams)
 
     def _store(self, item: _Item, setting, stream: bytes) -> tuple[str | None, dict | None]:
         """Write the stream (or return its packed row); the bitstream URI recorded in metadata."""
@@ -324,3 +295,25 @@ class EncodeImages(beam.PTransform):
             ERRORS, BITSTREAMS, main="metadata"
         )
         return {"metadata": results.metadata, "errors": results[ERRORS], "bitstreams": results[BITSTREAMS]}
+
+
+def run_with_per_item_fallback(batch_call, single_call, inputs: list) -> tuple[list, float]:
+    """``batch_call(inputs)`` (``single_call`` for one input); if it raises, call ``single_call`` per input
+    with each failure kept in its place, so one bad image never fails its batch-mates. Returns the results
+    (values or exceptions) and the mean milliseconds per input."""
+    start = time.perf_counter()
+    try:
+        results = list(batch_call(inputs)) if len(inputs) > 1 else [single_call(inputs[0])]
+        return results, 1000.0 * (time.perf_counter() - start) / len(inputs)
+    except Exception as exc:
+        if len(inputs) == 1:
+            return [exc], 0.0
+    results, total = [], 0.0
+    for item in inputs:
+        start = time.perf_counter()
+        try:
+            results.append(single_call(item))
+        except Exception as exc:
+            results.append(exc)
+        total += time.perf_counter() - start
+    return results, 1000.0 * total / len(inputs)

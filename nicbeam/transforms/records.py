@@ -64,6 +64,23 @@ class JobConfig:
     def tmp_url(self) -> str:
         return join(self.run_url, "_tmp")
 
+    @classmethod
+    def from_args(cls, args: Any, run_id: str, settings: tuple[CodecSetting, ...], **job_specific: Any) -> "JobConfig":
+        """The options every job shares (image policy, metrics, batching, device) from parsed CLI args."""
+        return cls(
+            run_id=run_id,
+            output=args.output.rstrip("/"),
+            settings=settings,
+            max_pixels=args.max_pixels,
+            alpha=args.alpha,
+            high_bit_depth=args.high_bit_depth,
+            frames=args.frames,
+            metrics=args.metrics,
+            batch_size=args.batch_size,
+            device=args.device,
+            **job_specific,
+        )
+
     def load_options(self) -> dict[str, Any]:
         return {
             "max_pixels": self.max_pixels,
