@@ -42,7 +42,7 @@ def _sigterm(signum, frame):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=240,
+    ap.add_argument("--images", type=int, default=480,
                     help="number of inputs (Kodak copies), default 240 (~25 s of webp m6 work on one core)")
     ap.add_argument("--codec", default="webp")
     ap.add_argument("--param", action="append", default=None, metavar="K=V",
