@@ -24,6 +24,8 @@ _BUILTIN: dict[str, str] = {
     "jpeg2000": "nicbeam.codecs.jpeg2000:Jpeg2000Codec",
     "jpegxl": "nicbeam.codecs.jpegxl:JpegXlCodec",
     "png": "nicbeam.codecs.png:PngCodec",
+    "bmshj2017-factorized": "nicbeam.codecs.learned.factorized:FactorizedCodec",
+    "mbt2018-mean": "nicbeam.codecs.learned.hyperprior:MeanScaleHyperpriorCodec",
     "jpeg-transcode": "nicbeam.codecs.jpeg_transcode:JpegTranscodeCodec",
 }
 

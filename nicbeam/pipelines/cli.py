@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compress": ("nicbeam.pipelines.cmd_compress", "compress a corpus with a codec (Apache Beam job)"),
     "decompress": ("nicbeam.pipelines.cmd_decompress", "decode nicbeam streams back to images (Apache Beam job)"),
     "evaluate": ("nicbeam.pipelines.cmd_evaluate", "rate-distortion evaluation of codec settings (Apache Beam job)"),
+    "train": ("nicbeam.pipelines.cmd_train", "train a learned codec"),
 }
 
 #: Subcommands whose unknown options are Beam pipeline options rather than mistakes.

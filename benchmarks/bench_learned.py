@@ -1,0 +1,70 @@
+"""Rate-distortion and speed of the learned codecs on Kodak (evaluation only; never used for training).
+
+    PYTHONPATH=. python benchmarks/bench_learned.py --codec bmshj2017-factorized --qualities 1-8 \\
+        [--images 24] [--threads 1] [--update-sidecar]
+
+Prints bpp (from the full nicbeam stream, header included), PSNR (RGB, 8 bit) and encode/decode seconds
+per quality, averaged over the images; ``--update-sidecar`` stores them under ``kodak`` in the weights'
+JSON sidecar (the safetensors file, hence the digest, is unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+KODAK = Path("/work/shared/data/kodak")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--codec", default="bmshj2017-factorized")
+    ap.add_argument("--qualities", default="1-8")
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--update-sidecar", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+    from PIL import Image
+
+    from nicbeam.codecs.registry import get_codec
+
+    torch.set_num_threads(args.threads)
+    lo, _, hi = args.qualities.partition("-")
+    qualities = list(range(int(lo), int(hi or lo) + 1))
+    paths = sorted(KODAK.glob("kodim*.png"))[: args.images]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    rows = []
+    for q in qualities:
+        codec = get_codec(args.codec, quality=q, device="cpu")
+        bpp, psnr, te, td = [], [], 0.0, 0.0
+        for im in images:
+            t = time.perf_counter()
+            stream = codec.encode(im)
+            te += time.perf_counter() - t
+            t = time.perf_counter()
+            out = codec.decode(stream)
+            td += time.perf_counter() - t
+            mse = float(((out.astype(np.float64) - im) ** 2).mean())
+            bpp.append(len(stream) * 8 / (im.shape[0] * im.shape[1]))
+            psnr.append(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+        row = {"quality": q, "bpp": round(float(np.mean(bpp)), 4), "psnr": round(float(np.mean(psnr)), 3),
+               "encode_s": round(te / len(images), 3), "decode_s": round(td / len(images), 3)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.update_sidecar:
+        sidecar = Path(codec._weights_path).with_suffix(".json")
+        data = json.loads(sidecar.read_text())
+        data["kodak"] = {"images": len(images), "threads": args.threads, "device": "cpu",
+                         "digest": codec.model_digest.hex(), "results": rows}
+        sidecar.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"updated {sidecar}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""``mbt2018-mean``: Minnen et al. 2018 mean-scale hyperprior (no context model), exact on every platform.
+
+Each tile's blob: z (hyper-latent, factorized integer tables, escapes flushed), then the symbols
+``round(y - mean)`` grouped by scale index (index 0 first; raster order over channel, row, column inside a
+group), then their escapes. Means and scale indices come from the integer hyper-synthesis
+(:mod:`nicbeam.entropy.integer_net`) evaluated exactly from z, so encoder and decoder agree bit for bit
+whatever device, thread count or batch the encoder used; y_hat = symbol + mean is exact in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nicbeam.codecs.learned.base import LearnedCodec
+from nicbeam.entropy.coder import Decoder, Encoder, TableSet
+from nicbeam.entropy.integer_net import IntegerHyperSynthesis
+
+
+class MeanScaleHyperpriorCodec(LearnedCodec):
+    name = "mbt2018-mean"
+    description = "learned: Minnen 2018 mean-scale hyperprior, integer hyper-synthesis, gain-unit variable rate"
+    weights_name = "mbt2018-mean"
+    downsampling = 64
+
+    def _setup(self, bundle) -> None:
+        t = bundle.tensors
+        ex = bundle.extras
+        ex["z_tables"] = TableSet(t["tables.z.pmf"].numpy(), t["tables.z.length"].numpy(), t["tables.z.offset"].numpy())
+        ex["g_tables"] = TableSet(t["tables.gauss.pmf"].numpy(), t["tables.gauss.length"].numpy(), t["tables.gauss.offset"].numpy())
+        ex["int_hs"] = IntegerHyperSynthesis.from_tensors(t, "int_hs.")
+
+    def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor) -> list[bytes]:
+        ex, model = self.bundle.extras, self.model
+        y = model.analysis(x, quality)
+        z = torch.round(model.h_a(y)).cpu()
+        means, idx = ex["int_hs"].entropy_parameters(z, model.M)
+        sym = torch.round(y.float().cpu() - means).to(torch.int64).numpy()
+        zs = z.to(torch.int64).numpy()
+        idx = idx.numpy()
+        blobs = []
+        for b in range(x.shape[0]):
+            enc = Encoder()
+            for c in range(zs.shape[1]):
+                enc.encode(zs[b, c].ravel(), ex["z_tables"], c)
+            enc.flush_escapes()
+            flat_sym, flat_idx = sym[b].ravel(), idx[b].ravel()
+            order = np.argsort(flat_idx, kind="stable")
+            counts = np.bincount(flat_idx, minlength=len(ex["g_tables"]))
+            pos = 0
+            for j, n in enumerate(counts):
+                if n:
+                    enc.encode(flat_sym[order[pos : pos + n]], ex["g_tables"], j)
+                    pos += n
+            blobs.append(enc.finish())
+        return blobs
+
+    def _decode_tile(self, blob: bytes, hp: int, wp: int) -> torch.Tensor:
+        ex, model = self.bundle.extras, self.model
+        zh, zw = hp // 64, wp // 64
+        dec = Decoder(blob)
+        z = np.stack([dec.decode(zh * zw, ex["z_tables"], c) for c in range(len(ex["z_tables"]))])
+        dec.flush_escapes()
+        z = torch.from_numpy(z.reshape(1, -1, zh, zw).astype(np.float64))
+        means, idx = ex["int_hs"].entropy_parameters(z, model.M)
+        flat_idx = idx[0].numpy().ravel()
+        order = np.argsort(flat_idx, kind="stable")
+        counts = np.bincount(flat_idx, minlength=len(ex["g_tables"]))
+        flat_sym = np.empty(flat_idx.size, dtype=np.int64)
+        pos, parts = 0, []
+        for j, n in enumerate(counts):
+            if n:
+                parts.append((order[pos : pos + n], dec.decode(int(n), ex["g_tables"], j)))
+                pos += n
+        dec.flush_escapes()  # fills escaped values in the arrays of `parts`
+        for where, values in parts:
+            flat_sym[where] = values
+        sym = torch.from_numpy(flat_sym.reshape(means.shape[1:]).astype(np.float32))
+        return sym + means[0]

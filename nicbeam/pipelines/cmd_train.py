@@ -1,0 +1,156 @@
+"""``nicbeam train``: train (or resume, or export) a learned codec model of any registered family.
+
+Example::
+
+    nicbeam train --family bmshj2017-factorized --run-dir /work/train-runs/fact --steps 12000 \\
+        --model-arg N=64 --model-arg M=128 --crop 128 --batch 8
+    nicbeam train --run-dir /work/train-runs/fact --resume            # continue where it stopped
+    nicbeam train --run-dir /work/train-runs/fact --export-only --export bmshj2017-factorized
+
+Training images come from ``--data`` (default: the shared training corpus); validation uses the images
+matching ``--val-glob`` (held out from training). Kodak is refused: it is for evaluation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+DEFAULT_DATA = "/work/shared/data/train"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--family", help="model family, e.g. bmshj2017-factorized or mbt2018-mean")
+    parser.add_argument("--run-dir", required=True, help="work directory: checkpoint.pt, log, config")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="folder of training images (JPEG/PNG)")
+    parser.add_argument("--train-glob", action="append", default=None, help="include glob (default all)")
+    parser.add_argument("--val-glob", action="append", default=None,
+                        help="validation images, excluded from training (default bsds500_val_*)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="model constructor argument (JSON value), e.g. N=64")
+    parser.add_argument("--lambdas", default=None, help="comma-separated lambdas, one per quality")
+    parser.add_argument("--steps", type=int, default=10000)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr-final", type=float, default=3e-5)
+    parser.add_argument("--decay-start", type=float, default=0.7)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
+    parser.add_argument("--val-every", type=int, default=1000, help="steps")
+    parser.add_argument("--log-every", type=int, default=50, help="steps")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="new run only: copy parameters of matching name and shape from another checkpoint")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument("--export", default=None, metavar="NAME",
+                        help="after training, write nicbeam/weights/NAME.safetensors + NAME.json")
+    parser.add_argument("--export-dir", default=None, help="where to export (default: the nicbeam/weights package)")
+    parser.add_argument("--export-only", action="store_true", help="only export RUN_DIR/checkpoint.pt")
+
+
+def _parse_model_args(items: Sequence[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--model-arg needs KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    import torch
+
+    from nicbeam.training.trainer import TrainConfig, Trainer
+
+    torch.set_num_threads(max(1, args.threads))
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_file = open(run_dir / "train.log", "a", buffering=1)
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+        log_file.write(msg + "\n")
+
+    config_path = run_dir / "config.json"
+    if args.resume or args.export_only:
+        if not config_path.exists():
+            raise SystemExit(f"{config_path} missing: nothing to resume or export")
+        saved = json.loads(config_path.read_text())
+        cfg = TrainConfig(**saved)
+        if args.steps != 10000:  # allow extending a run
+            cfg.steps = args.steps
+        if args.max_minutes is None and args.checkpoint_every != 300.0:
+            cfg.checkpoint_every_s = args.checkpoint_every
+    else:
+        if not args.family:
+            raise SystemExit("--family is required for a new run")
+        model_config = _parse_model_args(args.model_arg)
+        if args.lambdas:
+            model_config["lambdas"] = [float(v) for v in args.lambdas.split(",")]
+        cfg = TrainConfig(
+            family=args.family, model_config=model_config, steps=args.steps, batch=args.batch, crop=args.crop,
+            lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, seed=args.seed,
+            checkpoint_every_s=args.checkpoint_every, val_every=args.val_every, log_every=args.log_every,
+            data={"folder": str(args.data), "train_glob": args.train_glob or ["*"],
+                  "val_glob": args.val_glob or ["bsds500_val_*"]},
+        )
+    from nicbeam.training.data import ImageCache, list_images
+
+    if args.export_only:
+        trainer = Trainer(cfg, train=None, val=None, run_dir=run_dir, log=log)  # type: ignore[arg-type]
+    else:
+        d = cfg.data
+        val_paths = list_images(d["folder"], d["val_glob"])
+        train_paths = list_images(d["folder"], d["train_glob"], exclude=d["val_glob"])
+        log(f"loading {len(train_paths)} training and {len(val_paths)} validation images from {d['folder']}")
+        train = ImageCache(train_paths)
+        val = ImageCache(val_paths) if val_paths else None
+        cfg.data = {**d, "train_images": len(train), "train_pixels": train.pixels,
+                    "val_images": len(val) if val else 0}
+        trainer = Trainer(cfg, train, val, run_dir, log=log)
+    # the model's config (with its defaults filled) is the one to rebuild it from
+    cfg.model_config = trainer.model.config
+    trainer.cfg = cfg
+    if args.resume or args.export_only:
+        trainer.load_checkpoint(run_dir / "checkpoint.pt")
+        log(f"resumed {cfg.family} at step {trainer.step}")
+        if not args.export_only:
+            from dataclasses import asdict
+
+            config_path.write_text(json.dumps(asdict(cfg), indent=1))  # keeps an extended --steps
+    else:
+        from dataclasses import asdict
+
+        config_path.write_text(json.dumps(asdict(cfg), indent=1))
+        if args.init_from:
+            copied = trainer.init_from(args.init_from)
+            log(f"initialised {len(copied)} tensors from {args.init_from}")
+            cfg.data["init_from"] = str(args.init_from)
+            config_path.write_text(json.dumps(asdict(cfg), indent=1))
+        n_params = sum(p.numel() for p in trainer.model.parameters())
+        log(f"new run {cfg.family} {json.dumps(cfg.model_config)}: {n_params} parameters, run dir {run_dir}")
+    if not args.export_only:
+        log(f"training to step {cfg.steps}: batch {cfg.batch} crop {cfg.crop} lr {cfg.lr} threads {torch.get_num_threads()}")
+        trainer.fit(max_minutes=args.max_minutes)
+    if args.export or args.export_only:
+        from nicbeam.training.export import export_model
+
+        name = args.export or cfg.family
+        paths = export_model(trainer, name, args.export_dir)
+        log(f"exported {name}: {json.dumps({k: str(v) for k, v in paths.items()})}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args(), []))

@@ -1,0 +1,100 @@
+"""Export a trained model to ``<name>.safetensors`` + ``<name>.json`` (recipe and digest).
+
+The safetensors file holds the float weights *and* the integer coding tables (and, for hyperpriors, the
+integer hyper-synthesis), so the SHA-256 of the file -- the digest every stream carries -- covers
+everything encoder and decoder must agree on. Metadata: ``family``, ``config`` (JSON), ``format``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+WEIGHTS_FORMAT = "nicbeam-learned-1"
+
+
+def default_weights_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def calibration_batch(trainer, count: int = 8, crop: int = 256) -> torch.Tensor:
+    """Deterministic training-set crops (never Kodak) used to calibrate integer networks."""
+    from nicbeam.training.data import ImageCache, list_images
+    from nicbeam.training.trainer import to_tensor
+
+    d = trainer.cfg.data
+    paths = list_images(d["folder"], d.get("train_glob", ["*"]), exclude=d.get("val_glob", []))
+    step = max(1, len(paths) // count)
+    cache = ImageCache(paths[::step][:count])
+    return to_tensor(cache.center_crops(crop, count))
+
+
+def write_weights(model, path: str | os.PathLike, calibration: torch.Tensor | None = None) -> str:
+    """Float weights + integer coding tensors -> ``path`` (atomic); returns the file's SHA-256 hex digest."""
+    from safetensors.torch import save_file
+
+    model = model.eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # float parameters replaced by an integer version at coding time (the hyperprior's h_s) are not shipped
+    omitted = tuple(getattr(model, "omitted_from_weights", ()))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not k.startswith(omitted or ("\0",))}
+    tensors.update({k: v.contiguous() for k, v in model.coding_tensors(calibration).items()})
+    metadata = {"format": WEIGHTS_FORMAT, "family": model.family, "config": json.dumps(model.config),
+                "omitted": json.dumps(list(omitted))}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, extra: dict[str, Any] | None = None) -> dict[str, Path]:
+    model = trainer.model.eval()
+    out_dir = Path(out_dir) if out_dir else default_weights_dir()
+    calibration = calibration_batch(trainer) if model.family != "bmshj2017-factorized" else None
+    path = out_dir / f"{name}.safetensors"
+    write_weights(model, path, calibration)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    cfg = trainer.cfg
+    sidecar = {
+        "name": name,
+        "family": model.family,
+        "config": model.config,
+        "file": path.name,
+        "sha256": digest,
+        "bytes": path.stat().st_size,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "recipe": {
+            "data": cfg.data,
+            "steps_done": trainer.step,
+            "steps_planned": cfg.steps,
+            "lambdas": list(model.lambdas),
+            "distortion": "MSE (loss = lambda * 255^2 * MSE + bpp)",
+            "crop": cfg.crop,
+            "batch": cfg.batch,
+            "optimizer": "Adam",
+            "lr": cfg.lr,
+            "lr_final": cfg.lr_final,
+            "lr_schedule": f"constant, cosine decay from {cfg.decay_start:.0%} of steps",
+            "train_time_cpu_min": round(trainer.elapsed_s / 60, 1),
+            "hardware": "1 CPU thread (shared 2-core machine)",
+            "seed": cfg.seed,
+        },
+        "last_validation": next((h["val"] for h in reversed(trainer.history) if "val" in h), None),
+        "kodak": None,
+    }
+    if extra:
+        sidecar.update(extra)
+    json_path = out_dir / f"{name}.json"
+    old = json.loads(json_path.read_text()) if json_path.exists() else {}
+    if old.get("kodak") and old.get("sha256") == digest:
+        sidecar["kodak"] = old["kodak"]
+    json_path.write_text(json.dumps(sidecar, indent=1) + "\n")
+    return {"weights": path, "sidecar": json_path}

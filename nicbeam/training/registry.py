@@ -1,0 +1,37 @@
+"""Model-family registry: family name -> factory building an untrained model from JSON-able kwargs.
+
+A model built by a factory must follow the Trainer protocol (see :mod:`nicbeam.training.trainer`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+_FAMILIES: dict[str, Callable[..., Any]] = {}
+
+
+def register_family(name: str, factory: Callable[..., Any]) -> None:
+    """Add (or replace) a trainable model family."""
+    _FAMILIES[name] = factory
+
+
+def _builtin() -> None:
+    if _FAMILIES:
+        return
+    from nicbeam.nn.models import MODEL_CLASSES
+
+    for name, cls in MODEL_CLASSES.items():
+        _FAMILIES.setdefault(name, cls)
+
+
+def available_families() -> list[str]:
+    _builtin()
+    return sorted(_FAMILIES)
+
+
+def build_model(name: str, **config: Any):
+    """A fresh model of family ``name`` built with ``config`` (the model's ``config`` property round-trips)."""
+    _builtin()
+    if name not in _FAMILIES:
+        raise KeyError(f"unknown model family {name!r}; available: {', '.join(sorted(_FAMILIES))}")
+    return _FAMILIES[name](**config)

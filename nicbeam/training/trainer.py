@@ -1,0 +1,251 @@
+"""The generic Trainer every learned codec family uses.
+
+Protocol a model implements (see :class:`nicbeam.nn.models.LearnedModel`):
+
+* ``family`` (str) and ``config`` (JSON-able kwargs: ``build_model(family, **config)`` rebuilds it);
+* ``num_qualities`` and ``lambdas`` (one Lagrange multiplier per rate point / quality index);
+* ``forward(x, quality) -> {"x_hat": tensor, "likelihoods": {name: tensor}}`` with x in [0, 1];
+* ``rate_distortion_loss(out, x, lmbda) -> {"loss", "bpp", "mse"}`` (lmbda: per-sample tensor);
+* ``aux_loss() -> tensor`` (0 when the family has no auxiliary parameters).
+
+Checkpoints are plain dicts of tensors, numbers, strings and lists (``torch.load(weights_only=True)``
+reads them), written atomically (temporary file + ``os.replace``) so a killed run always leaves a usable one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from nicbeam.training.data import ImageCache
+from nicbeam.training.registry import build_model
+
+
+@dataclass
+class TrainConfig:
+    family: str
+    model_config: dict[str, Any]
+    steps: int = 10000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 3e-4
+    lr_final: float = 3e-5
+    decay_start: float = 0.7  # fraction of steps after which the LR decays (cosine) to lr_final
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every_s: float = 300.0
+    val_every: int = 1000
+    log_every: int = 50
+    val_crop: int = 256
+    val_images: int = 12
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def lr_at(self, step: int) -> float:
+        start = int(self.decay_start * self.steps)
+        if step < start:
+            return self.lr
+        t = min(1.0, (step - start) / max(1, self.steps - start))
+        return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1 + math.cos(math.pi * t))
+
+
+def to_tensor(batch_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(batch_u8)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class Trainer:
+    """Adam on the rate-distortion loss with a random quality per sample; resumable, atomic checkpoints."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        train: ImageCache,
+        val: ImageCache | None,
+        run_dir: str | os.PathLike,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg = cfg
+        self.train_data = train
+        self.val_data = val
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.family, **cfg.model_config)
+        main, aux = self._param_groups()
+        self.optimizer = torch.optim.Adam(main, lr=cfg.lr)
+        self.aux_optimizer = torch.optim.Adam(aux, lr=1e-3) if aux else None
+        self.step = 0
+        self.elapsed_s = 0.0
+        self.history: list[dict[str, float]] = []
+        self.lambdas = torch.tensor(self.model.lambdas, dtype=torch.float32)
+
+    def _param_groups(self):
+        aux_names = set(getattr(self.model, "aux_parameter_names", lambda: [])())
+        main = [p for n, p in self.model.named_parameters() if n not in aux_names]
+        aux = [p for n, p in self.model.named_parameters() if n in aux_names]
+        return main, aux
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": "nicbeam-train-1",
+            "family": self.cfg.family,
+            "train_config": json.dumps(asdict(self.cfg)),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer else {},
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "history": json.dumps(self.history),
+        }
+
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        path = Path(path or self.checkpoint_path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = json.loads(state["train_config"])
+        if saved["family"] != self.cfg.family or saved["model_config"] != self.cfg.model_config:
+            raise ValueError(f"checkpoint {path} is for {saved['family']} {saved['model_config']}, not this model")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.aux_optimizer and state["aux_optimizer"]:
+            self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+        self.step = int(state["step"])
+        self.elapsed_s = float(state["elapsed_s"])
+        self.history = json.loads(state["history"])
+
+    def init_from(self, path: str | os.PathLike) -> list[str]:
+        """Warm start: copy every parameter whose name and shape match from another run's checkpoint
+        (e.g. a hyperprior's g_a / g_s / gains from a trained factorized model). Returns the copied names."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        source = state["model"] if "model" in state else state
+        own = self.model.state_dict()
+        copied = [k for k, v in source.items() if k in own and own[k].shape == v.shape and not k.startswith("entropy_bottleneck")]
+        own.update({k: source[k] for k in copied})
+        self.model.load_state_dict(own)
+        return copied
+
+    # ------------------------------------------------------------------ loop
+    def train_step(self, rng: np.random.Generator) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        x = to_tensor(self.train_data.sample(rng, cfg.batch, cfg.crop))
+        q = torch.from_numpy(rng.integers(0, self.model.num_qualities, cfg.batch))
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr_at(self.step)
+        out = self.model(x, q)
+        losses = self.model.rate_distortion_loss(out, x, self.lambdas[q])
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        aux = self.model.aux_loss()
+        if self.aux_optimizer is not None:
+            self.aux_optimizer.zero_grad(set_to_none=True)
+            aux.backward()
+            self.aux_optimizer.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """bpp (from the likelihoods, rounded latents) and PSNR per quality on fixed validation crops."""
+        if self.val_data is None:
+            return {}
+        self.model.eval()
+        x = to_tensor(self.val_data.center_crops(self.cfg.val_crop, self.cfg.val_images))
+        result = {}
+        qs = sorted({0, self.model.num_qualities // 2, self.model.num_qualities - 1})
+        for qi in qs:
+            q = torch.full((x.shape[0],), qi, dtype=torch.long)
+            out = self.model(x, q)
+            losses = self.model.rate_distortion_loss(out, x, self.lambdas[q])
+            x_hat = out["x_hat"].clamp(0, 1)
+            mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
+            psnr = float((10 * torch.log10(1.0 / mse)).mean())
+            result[f"q{qi + 1}_bpp"] = round(float(losses["bpp"]), 4)
+            result[f"q{qi + 1}_psnr"] = round(psnr, 3)
+        return result
+
+    def fit(self, max_minutes: float | None = None) -> None:
+        """Train to ``cfg.steps`` (or ``max_minutes``); SIGTERM / Ctrl-C stop after a final checkpoint."""
+        import signal
+
+        stop = {"flag": False}
+
+        def _stop(signum, frame):
+            stop["flag"] = True
+
+        previous = None
+        try:
+            previous = signal.signal(signal.SIGTERM, _stop)
+        except ValueError:  # not the main thread
+            pass
+        try:
+            self._fit(max_minutes, stop)
+        except KeyboardInterrupt:
+            self.log(f"interrupted at step {self.step}")
+            self.save_checkpoint()
+            self.log(f"checkpoint step {self.step} -> {self.checkpoint_path}")
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _fit(self, max_minutes: float | None, stop: dict) -> None:
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, self.step])  # resuming gives a fresh, reproducible stream
+        start = time.monotonic()
+        base_elapsed = self.elapsed_s
+        last_ckpt = start
+        window: list[dict[str, float]] = []
+        t_window = time.monotonic()
+        while self.step < cfg.steps:
+            metrics = self.train_step(rng)
+            self.step += 1
+            self.elapsed_s = base_elapsed + time.monotonic() - start
+            window.append(metrics)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                mean = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
+                psnr = 10 * math.log10(1.0 / max(mean["mse"], 1e-12))
+                rate = len(window) / max(1e-9, time.monotonic() - t_window)
+                self.log(
+                    f"step {self.step}/{cfg.steps} loss {mean['loss']:.4f} bpp {mean['bpp']:.4f} "
+                    f"psnr {psnr:.2f} lr {cfg.lr_at(self.step):.2e} {rate:.2f} it/s elapsed {self.elapsed_s / 60:.1f} min"
+                )
+                self.history.append({"step": self.step, **{k: round(v, 5) for k, v in mean.items()}})
+                window, t_window = [], time.monotonic()
+            if self.val_data is not None and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                val = self.validate()
+                self.log(f"val step {self.step}: {json.dumps(val)}")
+                self.history.append({"step": self.step, "val": val})
+            now = time.monotonic()
+            if now - last_ckpt >= cfg.checkpoint_every_s:
+                self.save_checkpoint()
+                self.log(f"checkpoint step {self.step} -> {self.checkpoint_path}")
+                last_ckpt = now
+            if max_minutes is not None and (now - start) / 60 >= max_minutes:
+                self.log(f"time budget of {max_minutes} min reached at step {self.step}")
+                break
+            if stop["flag"]:
+                self.log(f"SIGTERM: stopping at step {self.step}")
+                break
+        self.save_checkpoint()
+        self.log(f"checkpoint step {self.step} -> {self.checkpoint_path}")

@@ -1,0 +1,110 @@
+"""The generic trainer and ``nicbeam train``: real (tiny) training steps, atomic resumable checkpoints,
+weights_only-safe checkpoint content, export with digest, refusal of Kodak."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+Image = pytest.importorskip("PIL.Image")
+
+from nicbeam.codecs.learned import FactorizedCodec  # noqa: E402
+from nicbeam.pipelines.cli import main  # noqa: E402
+from nicbeam.training.data import ImageCache, list_images  # noqa: E402
+from nicbeam.training.registry import available_families, build_model  # noqa: E402
+from nicbeam.training.trainer import TrainConfig, Trainer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        arr = rng.integers(0, 255, (48 + 8 * i, 72, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"train_{i}.png")
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / f"val_{i}.jpg")
+    return folder
+
+
+def test_registry_and_protocol():
+    assert {"bmshj2017-factorized", "mbt2018-mean"} <= set(available_families())
+    for family in ("bmshj2017-factorized", "mbt2018-mean"):
+        model = build_model(family, N=8, M=12, lambdas=[0.01, 0.1])
+        assert build_model(family, **model.config).config == model.config
+        x = torch.rand(2, 3, 64, 64)
+        out = model(x, torch.tensor([0, 1]))
+        assert out["x_hat"].shape == x.shape and out["likelihoods"]
+        loss = model.rate_distortion_loss(out, x, torch.tensor([0.01, 0.1]))
+        assert loss["loss"].requires_grad and float(loss["bpp"].detach()) > 0
+        assert float(model.aux_loss()) == 0.0
+
+
+def test_data_split_crops_and_kodak_refusal(image_folder, tmp_path):
+    train = list_images(image_folder, ["*"], exclude=["val_*"])
+    assert [p.name for p in train] == [f"train_{i}.png" for i in range(4)]
+    cache = ImageCache(train)
+    batch = cache.sample(np.random.default_rng(1), 5, 32)
+    assert batch.shape == (5, 32, 32, 3) and batch.dtype == np.uint8
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    with pytest.raises(ValueError, match="Kodak"):
+        list_images(kodak)
+
+
+def test_trainer_checkpoint_resume_and_export(image_folder, tmp_path):
+    cfg = TrainConfig(family="bmshj2017-factorized", model_config={"N": 8, "M": 12, "lambdas": [0.005, 0.05]},
+                      steps=3, batch=2, crop=32, log_every=1, val_every=3, val_crop=32, val_images=2,
+                      data={"folder": str(image_folder), "train_glob": ["*"], "val_glob": ["val_*"]})
+    train = ImageCache(list_images(image_folder, ["*"], ["val_*"]))
+    val = ImageCache(list_images(image_folder, ["val_*"]))
+    lines = []
+    trainer = Trainer(cfg, train, val, tmp_path / "run", log=lines.append)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    assert trainer.step == 3 and any(line.startswith("val step 3") for line in lines)
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    state = torch.load(trainer.checkpoint_path, weights_only=True)  # safe to load
+    assert state["step"] == 3 and not list((tmp_path / "run").glob("*.tmp"))
+    # resume continues from step 3 with identical weights
+    cfg2 = TrainConfig(**{**cfg.__dict__, "steps": 5})
+    resumed = Trainer(cfg2, train, val, tmp_path / "run", log=lines.append)
+    resumed.load_checkpoint(trainer.checkpoint_path)
+    assert resumed.step == 3
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k])
+    resumed.fit()
+    assert resumed.step == 5
+    # export: safetensors + sidecar with digest; a codec loads it and codes an image
+    from nicbeam.training.export import export_model
+
+    paths = export_model(resumed, "tiny", tmp_path / "weights")
+    sidecar = json.loads(paths["sidecar"].read_text())
+    assert sidecar["sha256"] == hashlib.sha256(paths["weights"].read_bytes()).hexdigest()
+    assert sidecar["recipe"]["steps_done"] == 5 and sidecar["recipe"]["lambdas"] == [0.005, 0.05]
+    codec = FactorizedCodec(weights=paths["weights"], device="cpu", quality=2)
+    assert codec.model_digest.hex() == sidecar["sha256"]
+    image = np.asarray(Image.open(image_folder / "val_0.jpg").convert("RGB"))
+    assert codec.decode(codec.encode(image)).shape == image.shape
+    with pytest.raises(Exception):
+        FactorizedCodec(weights=paths["weights"], quality=3).encode(image)  # only 2 rate points
+
+
+def test_cli_train_resume_export(image_folder, tmp_path):
+    run = tmp_path / "cli-run"
+    common = ["train", "--run-dir", str(run)]
+    assert main(common + ["--family", "mbt2018-mean", "--data", str(image_folder), "--val-glob", "val_*",
+                          "--model-arg", "N=8", "--model-arg", "M=12", "--lambdas", "0.01,0.1",
+                          "--steps", "2", "--batch", "2", "--crop", "64", "--log-every", "1", "--val-every", "2"]) == 0
+    assert main(common + ["--resume", "--steps", "3"]) == 0
+    assert "resumed mbt2018-mean at step 2" in (run / "train.log").read_text()
+    assert main(common + ["--export-only", "--export", "tiny-hyper", "--export-dir", str(tmp_path / "w")]) == 0
+    from nicbeam.codecs.learned import MeanScaleHyperpriorCodec
+
+    codec = MeanScaleHyperpriorCodec(weights=tmp_path / "w" / "tiny-hyper.safetensors", device="cpu", quality=2)
+    image = np.asarray(Image.open(image_folder / "train_1.png"))
+    assert codec.decode(codec.encode(image)).shape == image.shape
