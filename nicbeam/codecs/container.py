@@ -254,11 +254,31 @@ def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header
 
 def pack_layers(layers: Sequence[bytes]) -> bytes:
     """Join progressive layers into one payload: a u32 count, then each layer as u32 length + bytes."""
-    out = [_LAYER.pack(len(layers))]
-    for layer in layers:
-        out.append(_LAYER.pack(len(layer)))
-        out.append(bytes(layer))
-    return b"".join(out)
+    return _LAYER.pack(len(layers)) + pack_chunks(layers)
+
+
+def pack_chunks(chunks: Sequence[bytes]) -> bytes:
+    """Concatenate chunks, each as a u32 length followed by its bytes (the count is stored elsewhere)."""
+    return b"".join(_LAYER.pack(len(chunk)) + bytes(chunk) for chunk in chunks)
+
+
+def unpack_chunks(payload: bytes, pos: int, count: int, what: str = "chunk") -> list[bytes]:
+    """Read ``count`` chunks written by :func:`pack_chunks` from ``pos``; the payload must end right after them."""
+    from nicbeam.codecs.errors import PayloadError
+
+    chunks = []
+    for index in range(count):
+        if pos + _LAYER.size > len(payload):
+            raise PayloadError(f"payload truncated: it ends before {what} {index}")
+        (length,) = _LAYER.unpack_from(payload, pos)
+        pos += _LAYER.size
+        if pos + length > len(payload):
+            raise PayloadError(f"payload truncated: {what} {index} declares {length} bytes, {len(payload) - pos} remain")
+        chunks.append(payload[pos : pos + length])
+        pos += length
+    if pos != len(payload):
+        raise PayloadError(f"{len(payload) - pos} unexpected bytes follow the last {what}")
+    return chunks
 
 
 def unpack_layers(payload: bytes) -> list[bytes]:
@@ -268,20 +288,7 @@ def unpack_layers(payload: bytes) -> list[bytes]:
     if len(payload) < _LAYER.size:
         raise PayloadError("layered payload is shorter than its layer count")
     (count,) = _LAYER.unpack_from(payload)
-    pos = _LAYER.size
-    layers = []
-    for index in range(count):
-        if pos + _LAYER.size > len(payload):
-            raise PayloadError(f"layered payload ends before layer {index}")
-        (length,) = _LAYER.unpack_from(payload, pos)
-        pos += _LAYER.size
-        if pos + length > len(payload):
-            raise PayloadError(f"layer {index} declares {length} bytes, only {len(payload) - pos} remain")
-        layers.append(payload[pos : pos + length])
-        pos += length
-    if pos != len(payload):
-        raise PayloadError(f"{len(payload) - pos} bytes follow the last layer")
-    return layers
+    return unpack_chunks(payload, _LAYER.size, count, "layer")
 
 
 def truncate_layers(data: bytes, keep: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:

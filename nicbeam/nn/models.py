@@ -61,6 +61,28 @@ def coding_tensors_factorized(eb: EntropyBottleneck, prefix: str) -> dict[str, t
 
 
 class _GainMixin:
+    """Shared by both families: the Balle GDN analysis/synthesis transforms and the gain units around them."""
+
+    def _init_transforms(self, n: int, m: int) -> None:
+        self.N, self.M = n, m
+        self.g_a = nn.Sequential(conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
+        self.g_s = nn.Sequential(
+            deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
+            deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"N": self.N, "M": self.M, "lambdas": list(self.lambdas)}
+
+    def analysis(self, x: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
+        g, _ = self.gains(quality, x.shape[0], x.device)
+        return self.g_a(x) * g
+
+    def synthesis(self, y_hat: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
+        _, ig = self.gains(quality, y_hat.shape[0], y_hat.device)
+        return self.g_s(y_hat * ig)
+
     def _init_gains(self, m: int) -> None:
         top = max(self.lambdas)
         init = torch.tensor([math.sqrt(v / top) for v in self.lambdas]).reshape(-1, 1).repeat(1, m)
@@ -83,26 +105,9 @@ class FactorizedPrior(_GainMixin, LearnedModel):
 
     def __init__(self, N: int = 96, M: int = 160, lambdas: Sequence[float] = DEFAULT_LAMBDAS) -> None:
         super().__init__(lambdas)
-        self.N, self.M = N, M
-        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
-        self.g_s = nn.Sequential(
-            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
-        )
+        self._init_transforms(N, M)
         self.entropy_bottleneck = EntropyBottleneck(M)
         self._init_gains(M)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {"N": self.N, "M": self.M, "lambdas": list(self.lambdas)}
-
-    def analysis(self, x: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
-        g, _ = self.gains(quality, x.shape[0], x.device)
-        return self.g_a(x) * g
-
-    def synthesis(self, y_hat: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
-        _, ig = self.gains(quality, y_hat.shape[0], y_hat.device)
-        return self.g_s(y_hat * ig)
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> dict[str, Any]:
         y = self.analysis(x, quality)
@@ -134,12 +139,7 @@ class MeanScaleHyperprior(_GainMixin, LearnedModel):
 
     def __init__(self, N: int = 96, M: int = 128, lambdas: Sequence[float] = DEFAULT_LAMBDAS) -> None:
         super().__init__(lambdas)
-        self.N, self.M = N, M
-        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
-        self.g_s = nn.Sequential(
-            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
-        )
+        self._init_transforms(N, M)
         self.h_a = nn.Sequential(
             conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
         )
@@ -150,18 +150,6 @@ class MeanScaleHyperprior(_GainMixin, LearnedModel):
         )
         self.entropy_bottleneck = EntropyBottleneck(N)
         self._init_gains(M)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {"N": self.N, "M": self.M, "lambdas": list(self.lambdas)}
-
-    def analysis(self, x: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
-        g, _ = self.gains(quality, x.shape[0], x.device)
-        return self.g_a(x) * g
-
-    def synthesis(self, y_hat: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
-        _, ig = self.gains(quality, y_hat.shape[0], y_hat.device)
-        return self.g_s(y_hat * ig)
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> dict[str, Any]:
         y = self.analysis(x, quality)

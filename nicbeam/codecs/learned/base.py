@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import os
-import struct
 import threading
 from typing import Any, ClassVar, Sequence
 
@@ -36,13 +35,12 @@ import torch.nn.functional as F
 
 from nicbeam.codecs import container
 from nicbeam.codecs.base import Codec
-from nicbeam.codecs.container import Header
+from nicbeam.codecs.container import Header, pack_chunks, unpack_chunks
 from nicbeam.codecs.errors import BitstreamError, InvalidParameterError, PayloadError
 from nicbeam.codecs.learned.weights import Bundle, default_device, load_bundle, resolve_weights
 from nicbeam.codecs.params import ParamSpec
 
 PAYLOAD_VERSION = 1
-_LEN = struct.Struct(">I")
 _SYNTH_LOCK = threading.Lock()
 
 
@@ -169,10 +167,7 @@ class LearnedCodec(Codec):
         payloads = []
         for i, im in enumerate(images):
             n = len(self.tiles(*im.shape[:2]))
-            parts = [bytes([PAYLOAD_VERSION])]
-            for k in range(n):
-                parts += [_LEN.pack(len(blobs[(i, k)])), blobs[(i, k)]]
-            payloads.append(b"".join(parts))
+            payloads.append(bytes([PAYLOAD_VERSION]) + pack_chunks([blobs[(i, k)] for k in range(n)]))
         return payloads
 
     def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor) -> list[bytes]:
@@ -203,19 +198,7 @@ class LearnedCodec(Codec):
     def _split(self, payload: bytes, n_tiles: int) -> list[bytes]:
         if not payload or payload[0] != PAYLOAD_VERSION:
             raise PayloadError(f"{self.name}: unknown payload version {payload[:1].hex()}")
-        pos, blobs = 1, []
-        for _ in range(n_tiles):
-            if pos + 4 > len(payload):
-                raise PayloadError(f"{self.name}: payload truncated")
-            (n,) = _LEN.unpack_from(payload, pos)
-            pos += 4
-            if pos + n > len(payload):
-                raise PayloadError(f"{self.name}: payload truncated")
-            blobs.append(payload[pos : pos + n])
-            pos += n
-        if pos != len(payload):
-            raise PayloadError(f"{self.name}: {len(payload) - pos} unexpected bytes after the last tile")
-        return blobs
+        return unpack_chunks(payload, 1, n_tiles, "tile")
 
     @torch.no_grad()
     def _decode_many(self, items: Sequence[tuple[bytes, Header]]) -> list[np.ndarray]:
