@@ -32,6 +32,11 @@ class TableSet:
             raise ValueError("probability table rows must sum to 2**16")
         self._models: dict[int, object] = {}
 
+    @classmethod
+    def from_tensors(cls, tensors: dict, prefix: str) -> "TableSet":
+        """The tables stored in a weights file as ``<prefix>.pmf``, ``<prefix>.length``, ``<prefix>.offset``."""
+        return cls(*(tensors[f"{prefix}.{part}"].numpy() for part in ("pmf", "length", "offset")))
+
     def __len__(self) -> int:
         return len(self.length)
 

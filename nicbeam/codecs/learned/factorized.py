@@ -22,7 +22,7 @@ class FactorizedCodec(LearnedCodec):
 
     def _setup(self, bundle) -> None:
         t = bundle.tensors
-        bundle.extras["y_tables"] = TableSet(t["tables.y.pmf"].numpy(), t["tables.y.length"].numpy(), t["tables.y.offset"].numpy())
+        bundle.extras["y_tables"] = TableSet.from_tensors(t, "tables.y")
 
     def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor) -> list[bytes]:
         tables = self.bundle.extras["y_tables"]

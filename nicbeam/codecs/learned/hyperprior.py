@@ -26,8 +26,8 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
     def _setup(self, bundle) -> None:
         t = bundle.tensors
         ex = bundle.extras
-        ex["z_tables"] = TableSet(t["tables.z.pmf"].numpy(), t["tables.z.length"].numpy(), t["tables.z.offset"].numpy())
-        ex["g_tables"] = TableSet(t["tables.gauss.pmf"].numpy(), t["tables.gauss.length"].numpy(), t["tables.gauss.offset"].numpy())
+        ex["z_tables"] = TableSet.from_tensors(t, "tables.z")
+        ex["g_tables"] = TableSet.from_tensors(t, "tables.gauss")
         ex["int_hs"] = IntegerHyperSynthesis.from_tensors(t, "int_hs.")
 
     def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor) -> list[bytes]:
