@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this")
     parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                         help="new run only: copy parameters of matching name and shape from another checkpoint")
+    parser.add_argument("--snapshot-every", type=int, default=None,
+                        help="also keep RUN_DIR/snapshot-stepN.pt every N steps (for a rate-vs-steps curve)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="with --export-only: export this checkpoint instead of RUN_DIR/checkpoint.pt")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     parser.add_argument("--export", default=None, metavar="NAME",
                         help="after training, write nicbeam/weights/NAME.safetensors + NAME.json")
@@ -88,6 +92,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         cfg = TrainConfig(**saved)
         if args.steps != 10000:  # allow extending a run
             cfg.steps = args.steps
+        if args.snapshot_every is not None:
+            cfg.snapshot_every = args.snapshot_every
         if args.max_minutes is None and args.checkpoint_every != 300.0:
             cfg.checkpoint_every_s = args.checkpoint_every
     else:
@@ -99,7 +105,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         cfg = TrainConfig(
             family=args.family, model_config=model_config, steps=args.steps, batch=args.batch, crop=args.crop,
             lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, seed=args.seed,
-            checkpoint_every_s=args.checkpoint_every, val_every=args.val_every, log_every=args.log_every,
+            checkpoint_every_s=args.checkpoint_every, snapshot_every=args.snapshot_every or 0, val_every=args.val_every, log_every=args.log_every,
             data={"folder": str(args.data), "train_glob": args.train_glob or ["*"],
                   "val_glob": args.val_glob or ["bsds500_val_*"]},
         )
@@ -121,7 +127,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     cfg.model_config = trainer.model.config
     trainer.cfg = cfg
     if args.resume or args.export_only:
-        trainer.load_checkpoint(run_dir / "checkpoint.pt")
+        trainer.load_checkpoint(args.checkpoint if args.export_only and args.checkpoint else run_dir / "checkpoint.pt")
         log(f"resumed {cfg.family} at step {trainer.step}")
         if not args.export_only:
             from dataclasses import asdict

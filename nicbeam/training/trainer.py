@@ -46,6 +46,7 @@ class TrainConfig:
     log_every: int = 50
     val_crop: int = 256
     val_images: int = 12
+    snapshot_every: int = 0  # keep a copy of the checkpoint every N steps (snapshot-stepN.pt), 0: never
     data: dict[str, Any] = field(default_factory=dict)
 
     def lr_at(self, step: int) -> float:
@@ -237,6 +238,9 @@ class Trainer:
                 self.log(f"val step {self.step}: {json.dumps(val)}")
                 self.history.append({"step": self.step, "val": val})
             now = time.monotonic()
+            if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
+                self.save_checkpoint(self.run_dir / f"snapshot-step{self.step}.pt")
+                self.log(f"snapshot step {self.step}")
             if now - last_ckpt >= cfg.checkpoint_every_s:
                 self.save_checkpoint()
                 self.log(f"checkpoint step {self.step} -> {self.checkpoint_path}")

@@ -59,8 +59,9 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
         ex, model = self.bundle.extras, self.model
         zh, zw = hp // 64, wp // 64
         dec = Decoder(blob)
-        z = np.stack([dec.decode(zh * zw, ex["z_tables"], c) for c in range(len(ex["z_tables"]))])
-        dec.flush_escapes()
+        z_rows = [dec.decode(zh * zw, ex["z_tables"], c) for c in range(len(ex["z_tables"]))]
+        dec.flush_escapes()  # fills escaped values into z_rows in place: stack only after it
+        z = np.stack(z_rows)
         z = torch.from_numpy(z.reshape(1, -1, zh, zw).astype(np.float64))
         means, idx = ex["int_hs"].entropy_parameters(z, model.M)
         flat_idx = idx[0].numpy().ravel()
