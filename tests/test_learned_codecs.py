@@ -22,7 +22,7 @@ from nicbeam.codecs.registry import get_codec  # noqa: E402
 from nicbeam.nn.models import FactorizedPrior, MeanScaleHyperprior  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402
 
-CODECS = {"factorized": FactorizedCodec, "hyperprior": MeanScaleHyperpriorCodec}
+CODECS = {"factorized": FactorizedCodec, "factorized-pq": FactorizedCodec, "hyperprior": MeanScaleHyperpriorCodec}
 
 
 def _smooth_image(seed: int, h: int, w: int) -> np.ndarray:
@@ -40,6 +40,9 @@ def tiny_weights(tmp_path_factory):
     fact = FactorizedPrior(N=16, M=24)
     paths["factorized"] = out / "tiny-fact.safetensors"
     write_weights(fact, paths["factorized"])
+    fact_pq = FactorizedPrior(N=16, M=24, prior="per-quality")  # one density per channel and quality
+    paths["factorized-pq"] = out / "tiny-fact-pq.safetensors"
+    write_weights(fact_pq, paths["factorized-pq"])
     hyper = MeanScaleHyperprior(N=16, M=24)
     paths["hyperprior"] = out / "tiny-hyper.safetensors"
     write_weights(hyper, paths["hyperprior"], calibration=torch.rand(2, 3, 64, 64))
@@ -56,7 +59,7 @@ def threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("kind", ["factorized", "hyperprior"])
+@pytest.mark.parametrize("kind", ["factorized", "factorized-pq", "hyperprior"])
 def test_round_trip_real_bytes_any_size(tiny_weights, kind):
     codec = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=5)
     image = _smooth_image(1, 37, 70)  # not a multiple of 16 / 64: padded and cropped
@@ -71,7 +74,7 @@ def test_round_trip_real_bytes_any_size(tiny_weights, kind):
     assert other != stream and codec.decode(other).shape == image.shape
 
 
-@pytest.mark.parametrize("kind", ["factorized", "hyperprior"])
+@pytest.mark.parametrize("kind", ["factorized", "factorized-pq", "hyperprior"])
 def test_decode_independent_of_threads_and_batch(tiny_weights, threads, kind):
     codec = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=6, tile=64)
     images = [_smooth_image(s, 64, 64) for s in range(8)]
@@ -182,7 +185,7 @@ def _narrow_tables(tables, keep: int, first: int):
     return TableSet(pmf, np.full(rows, keep + 1), np.full(rows, first, dtype=np.int64))
 
 
-@pytest.mark.parametrize("kind", ["factorized", "hyperprior"])
+@pytest.mark.parametrize("kind", ["factorized", "factorized-pq", "hyperprior"])
 def test_escaped_latents_decode_exactly(tiny_weights, kind):
     """Regression (hyperprior z escapes were stacked before being filled in): with tables so narrow that
     most latents escape (0 among them), the stream must decode to the very image the full tables give."""

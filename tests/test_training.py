@@ -108,3 +108,36 @@ def test_cli_train_resume_export(image_folder, tmp_path):
     codec = MeanScaleHyperpriorCodec(weights=tmp_path / "w" / "tiny-hyper.safetensors", device="cpu", quality=2)
     image = np.asarray(Image.open(image_folder / "train_1.png"))
     assert codec.decode(codec.encode(image)).shape == image.shape
+
+
+def test_per_quality_prior_warm_start_entropy_lr_and_snapshots(image_folder, tmp_path):
+    """A per-quality factorized prior starts from a shared-prior run (its density seeds every quality block),
+    trains its densities at lr * entropy_lr_scale, keeps snapshots, and exports weights a codec decodes."""
+    data = {"folder": str(image_folder), "train_glob": ["*"], "val_glob": ["val_*"]}
+    train = ImageCache(list_images(image_folder, ["*"], ["val_*"]))
+    shared = Trainer(TrainConfig(family="bmshj2017-factorized", model_config={"N": 8, "M": 12, "lambdas": [0.005, 0.05]},
+                                 steps=2, batch=2, crop=32, data=data), train, None, tmp_path / "shared", log=lambda m: None)
+    shared.fit()
+    cfg = TrainConfig(family="bmshj2017-factorized",
+                      model_config={"N": 8, "M": 12, "lambdas": [0.005, 0.05], "prior": "per-quality"},
+                      steps=4, batch=2, crop=32, lr=1e-4, entropy_lr_scale=10.0, snapshot_every=2, data=data)
+    trainer = Trainer(cfg, train, None, tmp_path / "pq", log=lambda m: None)
+    copied = trainer.init_from(shared.checkpoint_path)
+    assert "g_a.0.weight" in copied and "entropy_bottleneck.matrices.0" in copied
+    bank = trainer.model.entropy_bottleneck.matrices[0]
+    assert bank.shape[0] == 24 and torch.equal(bank[:12], bank[12:])
+    assert torch.equal(bank[:12], shared.model.entropy_bottleneck.matrices[0])
+    trainer.fit()
+    lrs = [g["lr"] for g in trainer.optimizer.param_groups]
+    assert len(lrs) == 2 and lrs[1] == pytest.approx(10 * lrs[0])
+    assert sorted(p.name for p in (tmp_path / "pq").glob("snapshot-step*.pt")) == ["snapshot-step2.pt", "snapshot-step4.pt"]
+    # the two quality blocks have drifted apart: each quality learns its own density
+    assert not torch.equal(bank[:12], bank[12:])
+    from nicbeam.training.export import export_model
+
+    paths = export_model(trainer, "tiny-pq", tmp_path / "weights")
+    image = np.asarray(Image.open(image_folder / "val_0.jpg").convert("RGB"))
+    for quality in (1, 2):
+        codec = FactorizedCodec(weights=paths["weights"], device="cpu", quality=quality)
+        assert codec.bundle.extras["y_tables"].length.size == 24
+        assert codec.decode(codec.encode(image)).shape == image.shape

@@ -37,21 +37,23 @@ class EntropyBottleneck(nn.Module):
             if i < len(dims) - 2:
                 self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
 
-    def logits_cumulative(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs: (C, 1, N) -> logits of the CDF at those points, same shape."""
+    def logits_cumulative(self, inputs: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """inputs: (C, 1, N) -> logits of the CDF at those points, same shape, using the densities of
+        channels ``first .. first + C - 1`` (a block of a bank of densities, e.g. one block per quality)."""
+        rows = slice(first, first + inputs.shape[0])
         logits = inputs
         for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
-            logits = torch.matmul(F.softplus(matrix.to(inputs.dtype)), logits) + bias.to(inputs.dtype)
+            logits = torch.matmul(F.softplus(matrix[rows].to(inputs.dtype)), logits) + bias[rows].to(inputs.dtype)
             if i < len(self.factors):
-                logits = logits + torch.tanh(self.factors[i].to(inputs.dtype)) * torch.tanh(logits)
+                logits = logits + torch.tanh(self.factors[i][rows].to(inputs.dtype)) * torch.tanh(logits)
         return logits
 
-    def likelihood(self, y: torch.Tensor) -> torch.Tensor:
-        """P(y_hat in [y - 1/2, y + 1/2]) per element; y is (B, C, H, W)."""
+    def likelihood(self, y: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """P(y_hat in [y - 1/2, y + 1/2]) per element; y is (B, C, H, W), modelled by channels first..first+C-1."""
         b, c, h, w = y.shape
         v = y.permute(1, 0, 2, 3).reshape(c, 1, -1)
-        lower = self.logits_cumulative(v - 0.5)
-        upper = self.logits_cumulative(v + 0.5)
+        lower = self.logits_cumulative(v - 0.5, first)
+        upper = self.logits_cumulative(v + 0.5, first)
         sign = -torch.sign(lower + upper).detach()
         lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
         lik = lik.reshape(c, b, h, w).permute(1, 0, 2, 3)

@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--lr-final", type=float, default=3e-5)
     parser.add_argument("--decay-start", type=float, default=0.7)
+    parser.add_argument("--entropy-lr-scale", type=float, default=1.0,
+                        help="LR multiplier for the entropy-model densities (new runs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         cfg = TrainConfig(
             family=args.family, model_config=model_config, steps=args.steps, batch=args.batch, crop=args.crop,
             lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, seed=args.seed,
+            entropy_lr_scale=args.entropy_lr_scale,
             checkpoint_every_s=args.checkpoint_every, snapshot_every=args.snapshot_every or 0, val_every=args.val_every, log_every=args.log_every,
             data={"folder": str(args.data), "train_glob": args.train_glob or ["*"],
                   "val_glob": args.val_glob or ["bsds500_val_*"]},

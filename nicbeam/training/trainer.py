@@ -46,6 +46,7 @@ class TrainConfig:
     log_every: int = 50
     val_crop: int = 256
     val_images: int = 12
+    entropy_lr_scale: float = 1.0  # LR multiplier for the entropy-model densities (they must sharpen a lot)
     snapshot_every: int = 0  # keep a copy of the checkpoint every N steps (snapshot-stepN.pt), 0: never
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -82,6 +83,7 @@ class Trainer:
         self.model = build_model(cfg.family, **cfg.model_config)
         main, aux = self._param_groups()
         self.optimizer = torch.optim.Adam(main, lr=cfg.lr)
+        self._lr_scales = [g.get("lr_scale", 1.0) for g in self.optimizer.param_groups]
         self.aux_optimizer = torch.optim.Adam(aux, lr=1e-3) if aux else None
         self.step = 0
         self.elapsed_s = 0.0
@@ -89,10 +91,16 @@ class Trainer:
         self.lambdas = torch.tensor(self.model.lambdas, dtype=torch.float32)
 
     def _param_groups(self):
+        """(main parameter groups, aux parameters). With ``entropy_lr_scale != 1`` the entropy-model
+        densities (``entropy_bottleneck.*``) form a second group trained at ``lr * entropy_lr_scale``."""
         aux_names = set(getattr(self.model, "aux_parameter_names", lambda: [])())
-        main = [p for n, p in self.model.named_parameters() if n not in aux_names]
+        named = [(n, p) for n, p in self.model.named_parameters() if n not in aux_names]
         aux = [p for n, p in self.model.named_parameters() if n in aux_names]
-        return main, aux
+        if self.cfg.entropy_lr_scale == 1.0:
+            return [p for _, p in named], aux
+        density = [p for n, p in named if n.startswith("entropy_bottleneck.")]
+        rest = [p for n, p in named if not n.startswith("entropy_bottleneck.")]
+        return [{"params": rest}, {"params": density, "lr_scale": self.cfg.entropy_lr_scale}], aux
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -137,9 +145,22 @@ class Trainer:
         (e.g. a hyperprior's g_a / g_s / gains from a trained factorized model). Returns the copied names."""
         state = torch.load(path, map_location="cpu", weights_only=True)
         source = state["model"] if "model" in state else state
+        same_family = state.get("family") == self.cfg.family
         own = self.model.state_dict()
-        copied = [k for k, v in source.items() if k in own and own[k].shape == v.shape and not k.startswith("entropy_bottleneck")]
-        own.update({k: source[k] for k in copied})
+        copied = []
+        for k, v in source.items():
+            if k not in own:
+                continue
+            if k.startswith("entropy_bottleneck"):
+                # densities carry over only within a family (a hyperprior's z density is not the y density);
+                # a shared density seeds every block of a per-quality bank
+                if not same_family or own[k].shape[1:] != v.shape[1:] or own[k].shape[0] % v.shape[0]:
+                    continue
+                own[k] = v.repeat(own[k].shape[0] // v.shape[0], *([1] * (v.dim() - 1)))
+                copied.append(k)
+            elif own[k].shape == v.shape:
+                own[k] = v
+                copied.append(k)
         self.model.load_state_dict(own)
         return copied
 
@@ -149,8 +170,8 @@ class Trainer:
         self.model.train()
         x = to_tensor(self.train_data.sample(rng, cfg.batch, cfg.crop))
         q = torch.from_numpy(rng.integers(0, self.model.num_qualities, cfg.batch))
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr_at(self.step)
+        for group, scale in zip(self.optimizer.param_groups, self._lr_scales):
+            group["lr"] = cfg.lr_at(self.step) * scale
         out = self.model(x, q)
         losses = self.model.rate_distortion_loss(out, x, self.lambdas[q])
         self.optimizer.zero_grad(set_to_none=True)

@@ -210,7 +210,7 @@ class LearnedCodec(Codec):
             outputs.append(np.empty((header.height, header.width, 3), dtype=np.uint8))
             q = int(header.params["quality"]) - 1
             for (top, left, th, tw), blob in zip(tiles, blobs):
-                y_hat = self._decode_tile(blob, *self.padded(th, tw))
+                y_hat = self._decode_tile(blob, *self.padded(th, tw), q)
                 jobs.append((i, top, left, th, tw, q, y_hat))
         for group in _groups(jobs, key=lambda j: tuple(j[6].shape), size=self._batch_size):
             y_hat = torch.stack([j[6] for j in group]).to(self._device, torch.float64)
@@ -221,8 +221,9 @@ class LearnedCodec(Codec):
                 outputs[i][top : top + th, left : left + tw] = px[:th, :tw]
         return outputs
 
-    def _decode_tile(self, blob: bytes, hp: int, wp: int) -> torch.Tensor:
-        """Entropy-decode one tile of padded size hp x wp into y_hat (M, hp/16, wp/16), float32 on the CPU."""
+    def _decode_tile(self, blob: bytes, hp: int, wp: int, quality_index: int) -> torch.Tensor:
+        """Entropy-decode one tile of padded size hp x wp (coded at 0-based ``quality_index``) into
+        y_hat (M, hp/16, wp/16), float32 on the CPU."""
         raise NotImplementedError
 
 

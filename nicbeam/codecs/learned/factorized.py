@@ -1,7 +1,8 @@
 """``bmshj2017-factorized``: Balle et al. 2017 GDN autoencoder with a factorized (per-channel) prior.
 
 Each tile's blob: the latent symbols round(y) channel by channel (raster order inside a channel), each
-channel with its own integer table from the weights file, then escaped values (see
+channel with its own integer table from the weights file (one table per channel, or per channel and quality
+for models trained with ``prior="per-quality"``), then escaped values (see
 :mod:`nicbeam.entropy.coder`). Nothing computed in floating point influences the symbol probabilities.
 """
 
@@ -28,17 +29,23 @@ class FactorizedCodec(LearnedCodec):
         tables = self.bundle.extras["y_tables"]
         sym = torch.round(self.model.analysis(x, quality)).to(torch.int64).cpu().numpy()
         blobs = []
-        for s in sym:
+        for s, q in zip(sym, quality.tolist()):
             enc = Encoder()
+            first = self._first_row(q)
             for c in range(s.shape[0]):
-                enc.encode(s[c].ravel(), tables, c)
+                enc.encode(s[c].ravel(), tables, first + c)
             blobs.append(enc.finish())
         return blobs
 
-    def _decode_tile(self, blob: bytes, hp: int, wp: int) -> torch.Tensor:
+    def _first_row(self, quality_index: int) -> int:
+        """Table row of channel 0 at this quality: tables are per channel, or per (quality, channel)."""
+        return quality_index * self.model.M if len(self.bundle.extras["y_tables"]) > self.model.M else 0
+
+    def _decode_tile(self, blob: bytes, hp: int, wp: int, quality_index: int) -> torch.Tensor:
         tables = self.bundle.extras["y_tables"]
         h, w = hp // 16, wp // 16
         dec = Decoder(blob)
-        chans = [dec.decode(h * w, tables, c) for c in range(len(tables))]
+        first = self._first_row(quality_index)
+        chans = [dec.decode(h * w, tables, first + c) for c in range(self.model.M)]
         dec.flush_escapes()
         return torch.from_numpy(np.stack(chans).reshape(-1, h, w).astype(np.float32))

@@ -55,7 +55,7 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
             blobs.append(enc.finish())
         return blobs
 
-    def _decode_tile(self, blob: bytes, hp: int, wp: int) -> torch.Tensor:
+    def _decode_tile(self, blob: bytes, hp: int, wp: int, quality_index: int) -> torch.Tensor:
         ex, model = self.bundle.extras, self.model
         zh, zw = hp // 64, wp // 64
         dec = Decoder(blob)
