@@ -130,7 +130,8 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
         saved = json.loads(state["train_config"])
-        if saved["family"] != self.cfg.family or saved["model_config"] != self.cfg.model_config:
+        # compare the configs with defaults filled (a checkpoint older than a new, defaulted option still fits)
+        if saved["family"] != self.cfg.family or build_model(saved["family"], **saved["model_config"]).config != self.model.config:
             raise ValueError(f"checkpoint {path} is for {saved['family']} {saved['model_config']}, not this model")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
