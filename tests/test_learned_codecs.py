@@ -224,3 +224,17 @@ def test_shipped_weights_real_image_every_quality(name):
         psnrs.append(10 * np.log10(255**2 / mse))
     assert len(sizes) == 8
     assert sizes == sorted(sizes) and psnrs == sorted(psnrs), (sizes, psnrs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["factorized", "hyperprior"])
+def test_gpu_encoded_stream_decodes_identically_on_cpu(tiny_weights, kind):
+    """Where a GPU is present: a stream made on the GPU decodes to the same image on the GPU and the CPU,
+    singly and in a batch (entropy parameters never come from device float math)."""
+    gpu = CODECS[kind](weights=tiny_weights[kind], device="cuda", quality=6)
+    cpu = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=6)
+    images = [_smooth_image(s, 96, 128) for s in range(4)]
+    streams = gpu.encode_batch(images)
+    for stream, on_gpu, on_cpu in zip(streams, gpu.decode_batch(streams), cpu.decode_batch(streams)):
+        np.testing.assert_array_equal(on_gpu, on_cpu)
+        np.testing.assert_array_equal(cpu.decode(stream), on_cpu)
