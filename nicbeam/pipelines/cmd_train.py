@@ -7,7 +7,8 @@ Example::
     nicbeam train --run-dir /work/train-runs/fact --resume            # continue where it stopped
     nicbeam train --run-dir /work/train-runs/fact --export-only --export bmshj2017-factorized
 
-Training images come from ``--data`` (default: the shared training corpus); validation uses the images
+Training images come from ``--data`` (default: ``$NICBEAM_TRAIN_DATA``, else ``../shared/data/train`` beside
+the repository checkout, the corpus these machines provide); validation uses the images
 matching ``--val-glob`` (held out from training). Kodak is refused: it is for evaluation only.
 """
 
@@ -19,13 +20,21 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-DEFAULT_DATA = "/work/shared/data/train"
+def default_data() -> str | None:
+    """``$NICBEAM_TRAIN_DATA``, else ``shared/data/train`` beside the repository checkout if it exists."""
+    import os
+
+    if os.environ.get("NICBEAM_TRAIN_DATA"):
+        return os.environ["NICBEAM_TRAIN_DATA"]
+    beside = Path(__file__).resolve().parents[3] / "shared" / "data" / "train"
+    return str(beside) if beside.is_dir() else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", help="model family, e.g. bmshj2017-factorized or mbt2018-mean")
     parser.add_argument("--run-dir", required=True, help="work directory: checkpoint.pt, log, config")
-    parser.add_argument("--data", default=DEFAULT_DATA, help="folder of training images (JPEG/PNG)")
+    parser.add_argument("--data", default=None,
+                        help="folder of training images (JPEG/PNG); default $NICBEAM_TRAIN_DATA or ../shared/data/train")
     parser.add_argument("--train-glob", action="append", default=None, help="include glob (default all)")
     parser.add_argument("--val-glob", action="append", default=None,
                         help="validation images, excluded from training (default bsds500_val_*)")
@@ -101,6 +110,10 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     else:
         if not args.family:
             raise SystemExit("--family is required for a new run")
+        if args.data is None:
+            args.data = default_data()
+            if args.data is None:
+                raise SystemExit("no training data: pass --data FOLDER or set NICBEAM_TRAIN_DATA")
         model_config = _parse_model_args(args.model_arg)
         if args.lambdas:
             model_config["lambdas"] = [float(v) for v in args.lambdas.split(",")]
