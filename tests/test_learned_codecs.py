@@ -238,3 +238,17 @@ def test_gpu_encoded_stream_decodes_identically_on_cpu(tiny_weights, kind):
     for stream, on_gpu, on_cpu in zip(streams, gpu.decode_batch(streams), cpu.decode_batch(streams)):
         np.testing.assert_array_equal(on_gpu, on_cpu)
         np.testing.assert_array_equal(cpu.decode(stream), on_cpu)
+
+
+@pytest.mark.parametrize("kind", ["factorized", "hyperprior"])
+def test_fast_precision_decodes_the_same_stream_within_one_level(tiny_weights, kind):
+    """precision="fast" (float32 synthesis) reads the same stream; pixels differ from "exact" by <= 1 level."""
+    exact = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=5)
+    fast = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=5, precision="fast")
+    image = _smooth_image(8, 64, 96)
+    stream = exact.encode(image)
+    assert fast.encode(image) == stream  # precision is a decode option, never part of the stream
+    diff = np.abs(fast.decode(stream).astype(int) - exact.decode(stream).astype(int))
+    assert diff.max() <= 1
+    with pytest.raises(InvalidParameterError):
+        CODECS[kind](weights=tiny_weights[kind], precision="half")

@@ -15,7 +15,8 @@ hyper-synthesis). The float synthesis transform is then evaluated in **float64**
 thread count changes the convolution summation order enough to flip about 20 of 1.2 M Kodak pixel values by
 one level (measured); in float64 the differences (~1e-15 relative) would have to land within ~1e-12 of a
 rounding boundary to show, so decoded pixels are identical across threads, batch sizes and devices in
-practice (this last step is not a mathematical guarantee, unlike the latents). It costs ~2.5x synthesis time.
+practice (this last step is not a mathematical guarantee, unlike the latents). It costs ~2.8x synthesis time
+on CPU (benchmarks/bench_vs_compressai.py); ``precision="fast"`` opts into float32 synthesis instead.
 
 Batching: ``encode_batch`` / ``decode_batch`` run tiles of equal padded size through the transforms in
 batches of up to ``max_batch`` tiles and ``max_batch_pixels`` pixels; entropy coding is per tile and exact, so the stream of an image does not
@@ -57,10 +58,24 @@ class LearnedCodec(Codec):
         ParamSpec("tile", int, 1024, 64, 4096, doc="tile side in pixels (multiple of 64); larger images are tiled"),
     )
 
-    def __init__(self, *, weights: str | os.PathLike | None = None, device: str | torch.device | None = None, **params: Any) -> None:
+    def __init__(
+        self,
+        *,
+        weights: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        precision: str = "exact",
+        **params: Any,
+    ) -> None:
+        """``precision`` (decoding only, not part of the stream): ``"exact"`` runs the synthesis transform in
+        float64, so decoded pixels do not depend on threads, batch or device in practice; ``"fast"`` runs it
+        in float32 (~2.8x faster on CPU; a few pixels per image may differ by one level between thread
+        counts). Latents and entropy decoding are exact either way."""
         super().__init__(**params)
         if self.params["tile"] % 64:
             raise InvalidParameterError(f"parameter tile={self.params['tile']} must be a multiple of 64")
+        if precision not in ("exact", "fast"):
+            raise InvalidParameterError(f"precision must be 'exact' or 'fast', not {precision!r}")
+        self.precision = precision
         self._weights_arg = weights
         self._weights_path = resolve_weights(weights if weights is not None else self.weights_name)
         self._device = torch.device(device) if device is not None else default_device()
@@ -90,9 +105,16 @@ class LearnedCodec(Codec):
         return self.bundle.model
 
     @property
+    def synthesis_dtype(self) -> torch.dtype:
+        return torch.float64 if self.precision == "exact" else torch.float32
+
+    @property
     def synthesis_model(self):
-        """float64 copy of the model used for decoding (see the module docstring)."""
+        """The model whose synthesis decodes: a float64 copy (precision "exact", see the module docstring)
+        or the float32 model itself ("fast")."""
         bundle = self.bundle
+        if self.precision == "fast":
+            return bundle.model
         with _SYNTH_LOCK:
             if "model64" not in bundle.extras:  # float64 copy for decoding, made once per weights file
                 bundle.extras["model64"] = copy.deepcopy(bundle.model).double()
@@ -113,7 +135,7 @@ class LearnedCodec(Codec):
                 f"constriction {version('constriction')} range coder)")
 
     def _from_stream_params(self, params: dict) -> "LearnedCodec":
-        return type(self)(weights=self._weights_arg, device=self._device, **params)
+        return type(self)(weights=self._weights_arg, device=self._device, precision=self.precision, **params)
 
     # ----------------------------------------------------------------- geometry
     def tiles(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
@@ -213,7 +235,7 @@ class LearnedCodec(Codec):
                 y_hat = self._decode_tile(blob, *self.padded(th, tw), q)
                 jobs.append((i, top, left, th, tw, q, y_hat))
         for group in _groups(jobs, key=lambda j: tuple(j[6].shape), size=self._batch_size):
-            y_hat = torch.stack([j[6] for j in group]).to(self._device, torch.float64)
+            y_hat = torch.stack([j[6] for j in group]).to(self._device, self.synthesis_dtype)
             quality = torch.tensor([j[5] for j in group], dtype=torch.long, device=self._device)
             x_hat = self.synthesis_model.synthesis(y_hat, quality)
             pixels = x_hat.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
