@@ -131,7 +131,7 @@ def main() -> int:
         ratio = (n / pipe_s) / (n / loop_s)
         setting = args.codec + "".join(f" {p}" for p in param_args)
         print()
-        print(f"Beam overhead: nicbeam compress (default runner, in-process, 1 worker) vs plain loop")
+        print("Beam overhead: nicbeam compress (default runner, in-process, 1 worker) vs plain loop")
         print(f"codec: {setting}; metrics: {args.metrics}; cpu cores: {os.cpu_count()}; best of {args.repeat}")
         print(f"{'':22}{'wall s':>10}{'images/s':>12}{'cpu s':>10}")
         print(f"{'images':22}{n:>10}")

@@ -24,11 +24,12 @@ reconstruction; "seam drop" = band PSNR untiled - band PSNR tiled (same pixels).
 per pixel is only 2/T - 1/W - 1/H, so a second, density-corrected extrapolation ``cost_T * (2/1024) /
 (2/T - 1/W - 1/H)`` is printed too.
 
-Part 2, peak memory: one large image (a Kodak image upscaled with Pillow to ``--mem-size``) is encoded, then
-decoded, each in a fresh subprocess per tile size, so ``ru_maxrss`` belongs to that run alone. Printed:
-RSS after imports (torch, nicbeam), after loading the model, and the peak during encode / decode.
-``tile=4096`` is untiled for images up to 4096 pixels on a side. Note that tiles of equal size are run in
-batches of up to ``max_batch_pixels`` pixels, so tile sizes below that bound have similar peaks.
+Part 2 (run first), peak memory: one large image (a Kodak image upscaled with Pillow to ``--mem-size``) is
+encoded, then decoded, each in a fresh subprocess per tile size, so ``ru_maxrss`` belongs to that run alone.
+It runs before part 1 because Linux carries a parent's ``ru_maxrss`` into a fork+exec'd child (``VmHWM``
+cross-checks it). Printed: RSS after imports (torch, nicbeam), after loading the model, and the peak of
+the encode / decode call. ``tile=4096`` is untiled for images up to 4096 pixels on a side. Tiles of equal
+size run in batches of up to ``max_batch_pixels`` pixels, so tile sizes below that bound have similar peaks.
 
 The script only reports; it asserts nothing.
 """
@@ -65,6 +66,17 @@ def csv_strs(text: str) -> list[str]:
 def maxrss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def vm_hwm_mb() -> float:
+    """Peak RSS of this process image (``VmHWM``, reset by exec, unlike ``ru_maxrss``), in MiB; NaN if unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return math.nan
 
 
 def psnr_from_mse(mse: float) -> float:
@@ -183,7 +195,7 @@ def bd_vs_untiled(result: CodecResult, tile: int, qualities: list[int]) -> tuple
 def print_rd_table(result: CodecResult, qualities: list[int], tiles: list[int], band: int) -> None:
     print(f"\n{result.codec}: per rate point (means over images; band = +-{band} px around internal tile borders)")
     print(f"{'q':>2} {'tile':>5} {'bpp':>7} {'dbpp%':>7} {'PSNR':>7} {'dPSNR':>7} "
-          f"{'band':>7} {'away':>7} {'band@1024':>9} {'seam drop':>9} {'s':>5}")
+          f"{'band':>7} {'away':>7} {'band@1024':>9} {'seam drop':>9} {'enc+dec s':>9}")
     for q in qualities:
         ref = result.points[(UNTILED, q)]
         for t in [UNTILED, *tiles]:
@@ -194,7 +206,7 @@ def print_rd_table(result: CodecResult, qualities: list[int], tiles: list[int], 
                 band, away, ref_band = f"{p.band:.2f}", f"{p.away:.2f}", f"{p.band_untiled:.2f}"
                 seam = f"{p.band_untiled - p.band:+.2f}"
             print(f"{q:>2} {t:>5} {p.bpp:7.4f} {dbpp:+7.2f} {p.psnr:7.2f} {p.psnr - ref.psnr:+7.2f} "
-                  f"{band:>7} {away:>7} {ref_band:>9} {seam:>9} {p.seconds:5.1f}")
+                  f"{band:>7} {away:>7} {ref_band:>9} {seam:>9} {p.seconds:9.1f}")
 
 
 def print_bd_table(
@@ -253,6 +265,7 @@ def memory_worker(args: argparse.Namespace) -> None:
         out["seconds"] = time.perf_counter() - start
         out["shape"] = "x".join(map(str, image.shape))
     out["rss_peak"] = maxrss_mb()
+    out["hwm_peak"] = vm_hwm_mb()
     print(json.dumps(out))
 
 
@@ -277,6 +290,7 @@ def run_memory(args: argparse.Namespace) -> None:
           f"one fresh subprocess per encode and per decode (ru_maxrss, MiB)")
     print(f"{'tile':>5} {'tiles':>5} {'bpp':>7} {'imports':>8} {'+model':>8} {'enc peak':>9} {'enc s':>6} "
           f"{'dec +model':>10} {'dec peak':>9} {'dec s':>6}")
+    inherited = False
     with tempfile.TemporaryDirectory(prefix="nicbeam-tile-mem-") as tmp:
         for t in tiles:
             stream = Path(tmp) / f"tile{t}.nicb"
@@ -285,8 +299,12 @@ def run_memory(args: argparse.Namespace) -> None:
             print(f"{t:>5} {enc['tiles']:>5} {enc['bpp']:7.4f} {enc['rss_imports']:8.0f} {enc['rss_model']:8.0f} "
                   f"{enc['rss_peak']:9.0f} {enc['seconds']:6.1f} {dec['rss_model']:10.0f} {dec['rss_peak']:9.0f} "
                   f"{dec['seconds']:6.1f}", flush=True)
+            inherited |= any(r["rss_peak"] > 1.1 * r["hwm_peak"] for r in (enc, dec))
     print("imports = RSS after importing torch + nicbeam; +model = after loading weights (decode: plus the "
           "float64 synthesis copy); peak = ru_maxrss after the call.")
+    if inherited:
+        print("WARNING: ru_maxrss exceeds the process's own VmHWM: Linux carries the parent's peak across "
+              "fork+exec, so these peaks are the parent's. Run the memory part from a small parent.")
 
 
 # ============================================================================================ main
@@ -314,11 +332,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # keep tables and stderr progress in order
     if args.mem_worker:
         memory_worker(args)
         return 0
     print("command: cd " + shlex.quote(str(REPO)) + " && PYTHONPATH=. " + shlex.join(
         [sys.executable, "benchmarks/bench_tile_seams.py", *argv]))
+    if not args.skip_memory:  # first, while this process is small: children inherit its ru_maxrss
+        run_memory(args)
     if not args.skip_rd:
         import torch
 
@@ -337,8 +358,6 @@ def main(argv: list[str] | None = None) -> int:
               "pixels; seam/px = internal border length per pixel on this image size (2/T on large images).\n"
               "extrap@1024: EXTRAPOLATED BD-rate cost of tile=1024 on large images, not measured: "
               "'T/1024' = BD-rate_T * T/1024 (seam density 2/T), 'dens.' = BD-rate_T * (2/1024) / (seam/px at T).")
-    if not args.skip_memory:
-        run_memory(args)
     return 0
 
 
