@@ -76,10 +76,22 @@ def main() -> None:
           f"{jpeg[0][1]:.2f}..{jpeg[-1][1]:.2f} dB")
     print(f"{'step':>6} {'bpp range':>15} {'PSNR range':>15} {'BD-rate vs jpeg':>16}")
     snapshots = sorted(args.run_dir.glob("snapshot-step*.pt"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
+    # with --out, snapshots measured by an earlier run (same images and qualities) are reused, not re-coded
+    done = {}
+    if args.out and args.out.exists():
+        old = json.loads(args.out.read_text())
+        if old.get("images") == len(images) and old.get("qualities") == qualities:
+            done = {c["step"]: c for c in old["curve"]}
     curve = []
     with tempfile.TemporaryDirectory() as tmp:
         for snap in snapshots:
             step = int(re.findall(r"\d+", snap.stem)[-1])
+            if step in done:
+                c = done[step]
+                curve.append(c)
+                print(f"{step:>6} {min(c['bpp']):6.3f}..{max(c['bpp']):6.3f} {min(c['psnr']):6.2f}..{max(c['psnr']):6.2f} "
+                      f"{c['bd_rate_vs_jpeg420']:+15.1f}%  (from {args.out.name})")
+                continue
             weights = export_snapshot(args.run_dir, snap, Path(tmp), f"{family}-step{step}")
             points = [rd_point(get_codec(family, quality=q, weights=weights, device="cpu"), images) for q in qualities]
             rates, psnrs = [p[0] for p in points], [p[1] for p in points]
@@ -89,11 +101,12 @@ def main() -> None:
                 print(f"# step {step}: no BD-rate ({exc})")
                 bd = float("nan")
             curve.append({"step": step, "bpp": rates, "psnr": psnrs, "bd_rate_vs_jpeg420": bd})
+            if args.out:  # after every snapshot, so an interrupted run keeps what it measured
+                args.out.write_text(json.dumps({"family": family, "run_dir": str(args.run_dir), "warm_start": warm,
+                                                "images": len(images), "qualities": qualities, "jpeg": jpeg,
+                                                "curve": curve}, indent=1) + "\n")
             print(f"{step:>6} {min(rates):6.3f}..{max(rates):6.3f} {min(psnrs):6.2f}..{max(psnrs):6.2f} "
                   f"{bd:+15.1f}%", flush=True)
-    if args.out:
-        args.out.write_text(json.dumps({"family": family, "run_dir": str(args.run_dir), "warm_start": warm,
-                                        "images": len(images), "jpeg": jpeg, "curve": curve}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
