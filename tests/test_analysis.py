@@ -321,3 +321,19 @@ def test_write_report_to_fsspec_url_and_spec_anchor(metadata: pa.Table) -> None:
     with fsspec.open(f"{url}/summary.parquet", "rb") as handle:
         assert pq.read_table(handle).num_rows == 15
     fs.rm("/nicbeam-test-analysis", recursive=True)
+
+
+def test_write_report_compare_to_adds_bd_sections(metadata: pa.Table, tmp_path) -> None:
+    out = tmp_path / "report"
+    path = write_report(metadata, out, compare_to=["jpeg:subsampling=444", "nosuchcodec"])
+    text = path.read_text(encoding="utf-8")
+    assert f"## BD-rate vs `{JPEG_420}`" in text and f"## BD-rate vs `{JPEG_444}`" in text
+    assert "`nosuchcodec`" in text
+    bd = pd.read_csv(out / "bd_rate.csv")
+    assert set(bd["anchor"]) == {JPEG_420, JPEG_444} and len(bd) == 8
+    # each anchor is 0 against itself, and the two tables are each other's inverse in sign
+    self_rows = bd[bd["curve"] == bd["anchor"]]
+    assert len(self_rows) == 2 and (self_rows["bd_rate_psnr_rgb"].abs() < 1e-9).all()
+    a = bd[(bd["anchor"] == JPEG_420) & (bd["curve"] == JPEG_444)]["bd_rate_psnr_rgb"].item()
+    b = bd[(bd["anchor"] == JPEG_444) & (bd["curve"] == JPEG_420)]["bd_rate_psnr_rgb"].item()
+    assert (a > 0) == (b < 0)

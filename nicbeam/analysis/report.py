@@ -272,6 +272,7 @@ def write_report(
     output_dir: str | os.PathLike[str],
     anchor: str | None = None,
     *,
+    compare_to: Sequence[str] = (),
     title: str = "Image compression report",
     bd_metrics: Sequence[str] = BD_METRICS,
     auc_metrics: Sequence[str] = AUC_METRICS,
@@ -281,8 +282,9 @@ def write_report(
     ``metadata`` is anything :func:`~nicbeam.analysis.load_metadata` accepts (Parquet path, dir, glob or URL,
     pyarrow Table, pandas DataFrame). ``anchor`` names the BD-rate reference curve: a curve label
     (``jpeg (subsampling=420)``) or a codec spec (``jpeg:subsampling=420``); by default the 4:2:0 JPEG curve,
-    else the first curve. Returns the path of ``report.md``: a :class:`pathlib.Path` for a local folder, the
-    URL string for an fsspec URL.
+    else the first curve. ``compare_to``: further anchors (same forms), each adding a BD-rate section and its
+    rows to ``bd_rate.csv``; one that matches no curve is noted in the report, not raised. Returns the path
+    of ``report.md``: a :class:`pathlib.Path` for a local folder, the URL string for an fsspec URL.
     """
     from nicbeam.analysis.plots import RD_PLOTS, write_plots
 
@@ -302,8 +304,18 @@ def write_report(
     curves = curve_labels(summary)
     anchor_label = resolve_anchor(summary, anchor) if curves else None
     bd = bd_table(summary, anchor_label, bd_metrics) if anchor_label else None
+    extra_bd: list[tuple[str, pd.DataFrame]] = []
+    missing: list[str] = []
+    for spec in compare_to if curves else ():
+        try:
+            label = resolve_anchor(summary, spec)
+        except ValueError:
+            missing.append(spec)
+            continue
+        if label != anchor_label and label not in [lab for lab, _ in extra_bd]:
+            extra_bd.append((label, bd_table(summary, label, bd_metrics)))
     if bd is not None:
-        writer.write_text("bd_rate.csv", bd.to_csv(index=False))
+        writer.write_text("bd_rate.csv", pd.concat([bd, *(t for _, t in extra_bd)]).to_csv(index=False))
     else:
         writer.write_text("bd_rate.csv", "curve,anchor,note\n")
     auc = auc_table(summary, metrics=auc_metrics)
@@ -357,6 +369,10 @@ def write_report(
 
     if bd is not None and anchor_label is not None:
         lines += _bd_section(bd, anchor_label, bd_metrics)
+    for label, table in extra_bd:
+        lines += _bd_section(table, label, bd_metrics)
+    if missing:
+        lines += [f"_No curve matches the comparison anchor(s) {', '.join(f'`{m}`' for m in missing)}._", ""]
     lines += _auc_section(auc, auc_metrics)
     if curves:
         lines += _rd_points_section(summary)

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", action="append", required=True, metavar="SPEC",
                         help="codec spec NAME[:PARAM=V1,V2,...][:PARAM2=...], repeatable (e.g. jpeg:quality=30,50,75)")
     parser.add_argument("--anchor", metavar="SPEC", help="BD-rate anchor curve (also evaluated); default: 4:2:0 JPEG")
+    parser.add_argument("--compare_to", action="append", default=[], metavar="SPEC",
+                        help="further BD-rate anchors (curves among the evaluated ones, e.g. webp), repeatable")
     parser.add_argument("--metrics", choices=("none", "fast", "all"), default="all",
                         help="all (default): PSNR, PSNR-Y, MS-SSIM, PSNR-HVS(-M); fast: PSNR, PSNR-Y")
     parser.add_argument("--keep_bitstreams", action="store_true",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Sequence
 
 from nicbeam.transforms.paths import join
 from nicbeam.transforms.records import JobConfig
@@ -39,12 +40,13 @@ def build_batch(pipeline, cfg: JobConfig, input_spec: str):
     return write_outputs(outputs, cfg)
 
 
-def write_report(run_url: str, anchor: str | None) -> str | None:
+def write_report(run_url: str, anchor: str | None, compare_to: Sequence[str] = ()) -> str | None:
     """Write the analysis report of a finished run; a failure is printed, not raised (the tables stand)."""
     from nicbeam.analysis.report import write_report as _write_report
 
     try:
-        path = _write_report(join(run_url, "metadata"), join(run_url, "report"), anchor=anchor)
+        path = _write_report(join(run_url, "metadata"), join(run_url, "report"), anchor=anchor,
+                             compare_to=compare_to)
     except Exception as exc:
         print(f"[nicbeam] report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     def after(summary: dict) -> None:
         if not args.no_report:
-            summary["report"] = write_report(cfg.run_url, args.anchor)
+            summary["report"] = write_report(cfg.run_url, args.anchor, args.compare_to or ())
 
     return opts.run_job(
         job="evaluate", args=args, extra=extra, cfg=cfg, settings=[s.label for s in settings],
