@@ -5,7 +5,8 @@
 
 Prints bpp (from the full nicbeam stream, header included), PSNR (RGB, 8 bit) and encode/decode seconds
 per quality, averaged over the images; ``--update-sidecar`` stores them under ``kodak`` in the weights'
-JSON sidecar (the safetensors file, hence the digest, is unchanged).
+JSON sidecar (the safetensors file, hence the digest, is unchanged). ``--from-summary summary.csv`` stores
+the figures a ``nicbeam evaluate`` run measured instead (bpp, PSNR, MS-SSIM, times per rate point).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--update-sidecar", action="store_true")
     ap.add_argument("--kodak", type=Path, default=KODAK, help="folder of the Kodak PNGs")
+    ap.add_argument("--from-summary", type=Path, default=None,
+                    help="instead of coding here, store the figures of this codec from a `nicbeam evaluate` "
+                         "report's summary.csv in the sidecar (with --update-sidecar)")
     args = ap.parse_args()
+    if args.from_summary:
+        sidecar_from_summary(args.codec, args.from_summary)
+        return
 
     import torch
     from PIL import Image
@@ -66,6 +73,29 @@ def main() -> None:
                          "digest": codec.model_digest.hex(), "results": rows}
         sidecar.write_text(json.dumps(data, indent=1) + "\n")
         print(f"updated {sidecar}")
+
+
+def sidecar_from_summary(codec_name: str, summary_csv: Path) -> None:
+    """Copy the per-quality Kodak figures of ``codec_name`` from an evaluate summary into its weights sidecar."""
+    import pandas as pd
+
+    from nicbeam.codecs.registry import get_codec
+
+    summary = pd.read_csv(summary_csv)
+    rows = summary[summary["codec"] == codec_name].sort_values("swept_value")
+    if rows.empty:
+        raise SystemExit(f"{summary_csv} has no rows for {codec_name}")
+    codec = get_codec(codec_name, device="cpu")
+    results = [{"quality": int(r.swept_value), "bpp": round(float(r.bpp), 4), "psnr": round(float(r.psnr_rgb), 3),
+                "ms_ssim": round(float(r.ms_ssim), 5), "ms_ssim_db": round(float(r.ms_ssim_db), 3),
+                "encode_s": round(float(r.encode_ms_mean) / 1000, 3), "decode_s": round(float(r.decode_ms_mean) / 1000, 3)}
+               for r in rows.itertuples()]
+    sidecar = Path(codec._weights_path).with_suffix(".json")
+    data = json.loads(sidecar.read_text())
+    data["kodak"] = {"images": int(rows["n_images"].min()), "source": f"nicbeam evaluate ({summary_csv.name})",
+                     "device": "cpu", "digest": codec.model_digest.hex(), "results": results}
+    sidecar.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"updated {sidecar}: {len(results)} rate points")
 
 
 if __name__ == "__main__":
