@@ -344,3 +344,18 @@ def test_output_inside_input_is_refused(tmp_path):
 def test_missing_input_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
         cli("compress", tmp_path / "nope", tmp_path / "out", "--codec", "png")
+
+
+def test_torch_threads_option_sets_worker_threads(tmp_path):
+    """--torch_threads N sets PyTorch's intra-op threads in the worker (here: this process, FnApiRunner)."""
+    torch = pytest.importorskip("torch")
+    src = write_tree(tmp_path / "in", {"a.png": encoded(Image.fromarray(smooth(32, 48)), "PNG")})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for threads in ("1", "2"):
+            assert cli("compress", src, tmp_path / f"out{threads}", "--codec", "jpeg", "--torch_threads", threads,
+                       "--progress_interval", "0") == 0
+            assert torch.get_num_threads() == int(threads)
+    finally:
+        torch.set_num_threads(before)

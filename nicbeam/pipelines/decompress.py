@@ -36,6 +36,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         output=args.output.rstrip("/"),
         max_pixels=args.max_pixels,
         device=args.device,
+        torch_threads=args.torch_threads,
     )
     return opts.run_job(
         job="decompress", args=args, extra=extra, cfg=cfg, settings=[],

@@ -60,6 +60,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--progress_interval", type=float, default=3.0,
                        help="seconds between progress lines of a local run (0: none)")
     group.add_argument("--device", default="auto", help="device for learned codecs: auto (CUDA if present), cpu, cuda")
+    group.add_argument("--torch_threads", type=int, default=0,
+                       help="PyTorch threads per worker process for learned codecs (0: PyTorch's default, all "
+                            "cores; with N worker processes on C cores, C/N avoids oversubscription)")
     group.add_argument("--no_wait", action="store_true",
                        help="submit to a remote runner and return without waiting (no summary)")
     group.add_argument("--fail_on_errors", action="store_true",

@@ -39,6 +39,16 @@ def auto_device() -> str:
         return _DEVICE
 
 
+def set_torch_threads(threads: int) -> None:
+    """Set PyTorch's intra-op threads in this worker process (``threads`` > 0 and torch installed)."""
+    if threads > 0:
+        try:
+            import torch
+        except ImportError:
+            return
+        torch.set_num_threads(threads)
+
+
 def build_codec(setting: CodecSetting, device: str = "auto"):
     """Instantiate ``setting``; pass a device only to codecs whose constructor accepts one."""
     from nicbeam.codecs import get_codec_class

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from nicbeam.transforms.accounting import Accounting
-from nicbeam.transforms.codec_runtime import SharedCodecCache
+from nicbeam.transforms.codec_runtime import SharedCodecCache, set_torch_threads
 from nicbeam.transforms.encode import ERRORS
 from nicbeam.transforms.io import StorageReadError, read_bytes
 from nicbeam.transforms.paths import (
@@ -55,6 +55,7 @@ class DecodeDoFn(beam.DoFn):
         self._shared = SharedCodecCache(cfg.device)
 
     def setup(self):
+        set_torch_threads(self.cfg.torch_threads)
         self._cache = self._shared.acquire()
         self._acc = Accounting(self.cfg.progress_dir)
         self._out_fs, self._out_root = resolve(self.cfg.output)

@@ -55,6 +55,7 @@ class JobConfig:
     keep_bitstreams: bool = True
     progress_dir: str | None = None
     device: str = "auto"
+    torch_threads: int = 0  # intra-op threads per worker process for learned codecs; 0: PyTorch's default
 
     @property
     def run_url(self) -> str:
@@ -78,6 +79,7 @@ class JobConfig:
             metrics=args.metrics,
             batch_size=args.batch_size,
             device=args.device,
+            torch_threads=getattr(args, "torch_threads", 0) or 0,
             **job_specific,
         )
 
