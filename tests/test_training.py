@@ -141,3 +141,31 @@ def test_per_quality_prior_warm_start_entropy_lr_and_snapshots(image_folder, tmp
         codec = FactorizedCodec(weights=paths["weights"], device="cpu", quality=quality)
         assert codec.bundle.extras["y_tables"].length.size == 24
         assert codec.decode(codec.encode(image)).shape == image.shape
+
+
+def test_ms_ssim_distortion_trains_and_records_recipe(tmp_path):
+    """--distortion ms-ssim: CompressAI's MS-SSIM lambdas by default, MS-SSIM in the loss, validation and recipe;
+    crops too small for 5-scale MS-SSIM are refused."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:192, 0:192]
+    for i in range(3):
+        base = np.stack([(xx * (1 + c + i) + yy * (3 - c)) % 256 for c in range(3)], axis=-1).astype(np.float64)
+        arr = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / (f"val_{i}.png" if i == 2 else f"train_{i}.png"))
+    run = tmp_path / "msssim-run"
+    common = ["train", "--run-dir", str(run), "--family", "bmshj2017-factorized", "--data", str(folder),
+              "--val-glob", "val_*", "--model-arg", "N=8", "--model-arg", "M=12", "--distortion", "ms-ssim",
+              "--steps", "2", "--batch", "2", "--log-every", "1", "--val-every", "2"]
+    with pytest.raises(SystemExit):
+        main(common + ["--crop", "128"])
+    assert main(common + ["--crop", "176"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["distortion"] == "ms-ssim" and config["model_config"]["lambdas"][0] == 2.40
+    log = (run / "train.log").read_text()
+    assert '"q1_ms_ssim"' in log  # validation reports MS-SSIM
+    assert main(["train", "--run-dir", str(run), "--export-only", "--export", "tiny-msssim",
+                 "--export-dir", str(tmp_path / "w")]) == 0
+    sidecar = json.loads((tmp_path / "w" / "tiny-msssim.json").read_text())
+    assert sidecar["recipe"]["distortion"].startswith("MS-SSIM")

@@ -20,6 +20,9 @@ from nicbeam.nn.layers import GDN, conv, deconv, ste_round
 
 #: CompressAI's MSE lambdas for qualities 1..8 (loss = lambda * 255^2 * MSE + bpp).
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+#: CompressAI's MS-SSIM lambdas for qualities 1..8 (loss = lambda * (1 - MS-SSIM) + bpp).
+MS_SSIM_LAMBDAS = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00)
+DISTORTIONS = ("mse", "ms-ssim")
 
 
 class LearnedModel(nn.Module):
@@ -43,14 +46,26 @@ class LearnedModel(nn.Module):
         """Loss for auxiliary parameters (none here: table supports are found by scanning the CDF)."""
         return torch.zeros(())
 
-    def rate_distortion_loss(self, out: dict[str, Any], x: torch.Tensor, lmbda: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-sample lambda * 255^2 * MSE + bpp, averaged over the batch; x in [0, 1]."""
+    def rate_distortion_loss(
+        self, out: dict[str, Any], x: torch.Tensor, lmbda: torch.Tensor, distortion: str = "mse"
+    ) -> dict[str, torch.Tensor]:
+        """Per-sample ``lambda * 255^2 * MSE + bpp`` (``distortion="mse"``) or ``lambda * (1 - MS-SSIM) + bpp``
+        (``"ms-ssim"``, pytorch-msssim, 5 scales: crops of at least 161 pixels), averaged over the batch;
+        x in [0, 1]. The result always reports ``mse`` (and ``ms_ssim`` when it is the distortion)."""
         b, _, h, w = x.shape
         bits = sum(torch.log(lik).sum(dim=(1, 2, 3)) for lik in out["likelihoods"].values()) / -math.log(2.0)
         bpp = bits / (h * w)
         mse = ((out["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))
-        loss = (lmbda * 255.0**2 * mse + bpp).mean()
-        return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean()}
+        if distortion == "mse":
+            loss = (lmbda * 255.0**2 * mse + bpp).mean()
+            return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean()}
+        if distortion != "ms-ssim":
+            raise ValueError(f"distortion must be one of {DISTORTIONS}, not {distortion!r}")
+        from pytorch_msssim import ms_ssim
+
+        msssim = ms_ssim(out["x_hat"].clamp(0, 1), x, data_range=1.0, size_average=False)
+        loss = (lmbda * (1 - msssim) + bpp).mean()
+        return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean(), "ms_ssim": msssim.mean()}
 
 
 def coding_tensors_factorized(eb: EntropyBottleneck, prefix: str) -> dict[str, torch.Tensor]:

@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validation images, excluded from training (default bsds500_val_*)")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="model constructor argument (JSON value), e.g. N=64")
-    parser.add_argument("--lambdas", default=None, help="comma-separated lambdas, one per quality")
+    parser.add_argument("--lambdas", default=None,
+                        help="comma-separated lambdas, one per quality (default: CompressAI's for the distortion)")
+    parser.add_argument("--distortion", choices=("mse", "ms-ssim"), default="mse",
+                        help="training distortion (new runs); ms-ssim needs --crop >= 176")
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop", type=int, default=128)
@@ -117,10 +120,16 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         model_config = _parse_model_args(args.model_arg)
         if args.lambdas:
             model_config["lambdas"] = [float(v) for v in args.lambdas.split(",")]
+        elif args.distortion == "ms-ssim":
+            from nicbeam.nn.models import MS_SSIM_LAMBDAS
+
+            model_config["lambdas"] = list(MS_SSIM_LAMBDAS)
+        if args.distortion == "ms-ssim" and min(args.crop, 256) < 176:
+            raise SystemExit("--distortion ms-ssim needs --crop >= 176 (5-scale MS-SSIM)")
         cfg = TrainConfig(
             family=args.family, model_config=model_config, steps=args.steps, batch=args.batch, crop=args.crop,
             lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, seed=args.seed,
-            entropy_lr_scale=args.entropy_lr_scale,
+            entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion,
             checkpoint_every_s=args.checkpoint_every, snapshot_every=args.snapshot_every or 0, val_every=args.val_every, log_every=args.log_every,
             data={"folder": str(args.data), "train_glob": args.train_glob or ["*"],
                   "val_glob": args.val_glob or ["bsds500_val_*"]},

@@ -5,7 +5,8 @@ Protocol a model implements (see :class:`nicbeam.nn.models.LearnedModel`):
 * ``family`` (str) and ``config`` (JSON-able kwargs: ``build_model(family, **config)`` rebuilds it);
 * ``num_qualities`` and ``lambdas`` (one Lagrange multiplier per rate point / quality index);
 * ``forward(x, quality) -> {"x_hat": tensor, "likelihoods": {name: tensor}}`` with x in [0, 1];
-* ``rate_distortion_loss(out, x, lmbda) -> {"loss", "bpp", "mse"}`` (lmbda: per-sample tensor);
+* ``rate_distortion_loss(out, x, lmbda, distortion) -> {"loss", "bpp", "mse", ...}`` (lmbda: per-sample
+  tensor; distortion: ``mse`` or ``ms-ssim``);
 * ``aux_loss() -> tensor`` (0 when the family has no auxiliary parameters).
 
 Checkpoints are plain dicts of tensors, numbers, strings and lists (``torch.load(weights_only=True)``
@@ -46,6 +47,7 @@ class TrainConfig:
     log_every: int = 50
     val_crop: int = 256
     val_images: int = 12
+    distortion: str = "mse"  # mse | ms-ssim (the model's lambdas must be chosen for it)
     entropy_lr_scale: float = 1.0  # LR multiplier for the entropy-model densities (they must sharpen a lot)
     snapshot_every: int = 0  # keep a copy of the checkpoint every N steps (snapshot-stepN.pt), 0: never
     data: dict[str, Any] = field(default_factory=dict)
@@ -174,7 +176,7 @@ class Trainer:
         for group, scale in zip(self.optimizer.param_groups, self._lr_scales):
             group["lr"] = cfg.lr_at(self.step) * scale
         out = self.model(x, q)
-        losses = self.model.rate_distortion_loss(out, x, self.lambdas[q])
+        losses = self.model.rate_distortion_loss(out, x, self.lambdas[q], cfg.distortion)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         if cfg.grad_clip:
@@ -199,12 +201,14 @@ class Trainer:
         for qi in qs:
             q = torch.full((x.shape[0],), qi, dtype=torch.long)
             out = self.model(x, q)
-            losses = self.model.rate_distortion_loss(out, x, self.lambdas[q])
+            losses = self.model.rate_distortion_loss(out, x, self.lambdas[q], self.cfg.distortion)
             x_hat = out["x_hat"].clamp(0, 1)
             mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
             psnr = float((10 * torch.log10(1.0 / mse)).mean())
             result[f"q{qi + 1}_bpp"] = round(float(losses["bpp"]), 4)
             result[f"q{qi + 1}_psnr"] = round(psnr, 3)
+            if "ms_ssim" in losses:
+                result[f"q{qi + 1}_ms_ssim"] = round(float(losses["ms_ssim"]), 5)
         return result
 
     def fit(self, max_minutes: float | None = None) -> None:
