@@ -341,3 +341,20 @@ def test_webp_largest_side_round_trips():
     x = np.full((1, 16382, 3), 90, np.uint8)
     codec = get_codec("webp", method=0)
     assert codec.decode(codec.encode(x)).shape == x.shape
+
+
+def test_jpeg_decode_bounded_by_the_header_not_pillows_global_limit(image, monkeypatch):
+    """JPEG payloads decode under the container's pixel limit (not Pillow's process-wide ~179 MP bomb limit),
+    and a payload declaring another size than its header is refused before any pixel is decoded."""
+    from PIL import Image as PILImage
+
+    codec = get_codec("jpeg", quality=80)
+    stream = codec.encode(image)
+    expected = codec.decode(stream)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 16)  # far below this image: Image.open would refuse it
+    np.testing.assert_array_equal(codec.decode(stream), expected)
+    header, payload = nc.container.unpack(stream)
+    small = np.ascontiguousarray(image[: image.shape[0] // 2])
+    other_payload = nc.container.unpack(codec.encode(small))[1]
+    with pytest.raises(PayloadError, match="declares"):
+        codec.decode(nc.container.pack(header, other_payload))

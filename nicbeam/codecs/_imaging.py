@@ -14,15 +14,30 @@ import numpy as np
 SUBSAMPLING_DOC = "chroma subsampling: 420 (half resolution both ways), 422 (half horizontally) or 444 (none)"
 
 
-def pillow_decode_rgb(payload: bytes, format_name: str) -> np.ndarray:
+def pillow_decode_rgb(payload: bytes, format_name: str, expected_size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode ``payload`` with Pillow as ``format_name`` only, returning an ``H x W x 3`` uint8 array.
 
     The mode must already be RGB: a codec whose payload decodes to anything else is reported as a bad
-    payload rather than silently converted.
+    payload rather than silently converted. With ``expected_size`` (width, height: the container header's,
+    already checked against the caller's pixel limit) the payload's declared size must equal it *before* any
+    pixel is decoded, and Pillow's process-wide decompression-bomb limit (~179 MP) is not applied, so the
+    container's own limit (up to 2**28 pixels) is the one that holds.
     """
     from PIL import Image
 
-    with Image.open(io.BytesIO(payload), formats=[format_name]) as image:
+    if expected_size is None:
+        opened = Image.open(io.BytesIO(payload), formats=[format_name])
+    else:
+        Image.init()
+        factory, accept = Image.OPEN[format_name]
+        if accept is not None and not accept(payload[:16]):
+            raise ValueError(f"payload is not a {format_name} file")
+        opened = factory(io.BytesIO(payload), "")  # what Image.open does, minus the global bomb check
+        if opened.size != tuple(expected_size):
+            opened.close()
+            raise ValueError(f"{format_name} payload declares {opened.size[0]}x{opened.size[1]} pixels, "
+                             f"the header {expected_size[0]}x{expected_size[1]}")
+    with opened as image:
         if image.mode != "RGB":
             raise ValueError(f"{format_name} payload decoded to mode {image.mode!r}, expected 'RGB'")
         image.load()

@@ -59,4 +59,4 @@ class JpegCodec(Codec):
         )
 
     def _decode_payload(self, payload: bytes, header: Header) -> Any:
-        return pillow_decode_rgb(payload, "JPEG")
+        return pillow_decode_rgb(payload, "JPEG", expected_size=(header.width, header.height))
