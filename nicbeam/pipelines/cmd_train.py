@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+
 def default_data() -> str | None:
     """``$NICBEAM_TRAIN_DATA``, else ``shared/data/train`` beside the repository checkout if it exists."""
     import os
@@ -124,13 +125,14 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             from nicbeam.nn.models import MS_SSIM_LAMBDAS
 
             model_config["lambdas"] = list(MS_SSIM_LAMBDAS)
-        if args.distortion == "ms-ssim" and min(args.crop, 256) < 176:
+        if args.distortion == "ms-ssim" and args.crop < 176:
             raise SystemExit("--distortion ms-ssim needs --crop >= 176 (5-scale MS-SSIM)")
         cfg = TrainConfig(
             family=args.family, model_config=model_config, steps=args.steps, batch=args.batch, crop=args.crop,
             lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, seed=args.seed,
             entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion,
-            checkpoint_every_s=args.checkpoint_every, snapshot_every=args.snapshot_every or 0, val_every=args.val_every, log_every=args.log_every,
+            checkpoint_every_s=args.checkpoint_every, snapshot_every=args.snapshot_every or 0,
+            val_every=args.val_every, log_every=args.log_every,
             data={"folder": str(args.data), "train_glob": args.train_glob or ["*"],
                   "val_glob": args.val_glob or ["bsds500_val_*"]},
         )

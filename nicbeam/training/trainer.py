@@ -85,7 +85,6 @@ class Trainer:
         self.model = build_model(cfg.family, **cfg.model_config)
         main, aux = self._param_groups()
         self.optimizer = torch.optim.Adam(main, lr=cfg.lr)
-        self._lr_scales = [g.get("lr_scale", 1.0) for g in self.optimizer.param_groups]
         self.aux_optimizer = torch.optim.Adam(aux, lr=1e-3) if aux else None
         self.step = 0
         self.elapsed_s = 0.0
@@ -173,8 +172,8 @@ class Trainer:
         self.model.train()
         x = to_tensor(self.train_data.sample(rng, cfg.batch, cfg.crop))
         q = torch.from_numpy(rng.integers(0, self.model.num_qualities, cfg.batch))
-        for group, scale in zip(self.optimizer.param_groups, self._lr_scales):
-            group["lr"] = cfg.lr_at(self.step) * scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr_at(self.step) * group.get("lr_scale", 1.0)
         out = self.model(x, q)
         losses = self.model.rate_distortion_loss(out, x, self.lambdas[q], cfg.distortion)
         self.optimizer.zero_grad(set_to_none=True)

@@ -79,7 +79,7 @@ class JobConfig:
             metrics=args.metrics,
             batch_size=args.batch_size,
             device=args.device,
-            torch_threads=getattr(args, "torch_threads", 0) or 0,
+            torch_threads=args.torch_threads,
             **job_specific,
         )
 

@@ -39,7 +39,7 @@ class FactorizedCodec(LearnedCodec):
 
     def _first_row(self, quality_index: int) -> int:
         """Table row of channel 0 at this quality: tables are per channel, or per (quality, channel)."""
-        return quality_index * self.model.M if len(self.bundle.extras["y_tables"]) > self.model.M else 0
+        return quality_index * self.model.M if self.model.prior == "per-quality" else 0
 
     def _decode_tile(self, blob: bytes, hp: int, wp: int, quality_index: int) -> torch.Tensor:
         tables = self.bundle.extras["y_tables"]
