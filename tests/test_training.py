@@ -101,6 +101,8 @@ def test_cli_train_resume_export(image_folder, tmp_path):
                           "--model-arg", "N=8", "--model-arg", "M=12", "--lambdas", "0.01,0.1",
                           "--steps", "2", "--batch", "2", "--crop", "64", "--log-every", "1", "--val-every", "2"]) == 0
     assert main(common + ["--resume", "--steps", "3"]) == 0
+    with pytest.raises(SystemExit, match="export-only"):  # --checkpoint would be silently ignored
+        main(common + ["--resume", "--checkpoint", str(run / "checkpoint.pt")])
     assert "resumed mbt2018-mean at step 2" in (run / "train.log").read_text()
     assert main(common + ["--export-only", "--export", "tiny-hyper", "--export-dir", str(tmp_path / "w")]) == 0
     from nicbeam.codecs.learned import MeanScaleHyperpriorCodec
@@ -143,6 +145,39 @@ def test_per_quality_prior_warm_start_entropy_lr_and_snapshots(image_folder, tmp
         assert codec.decode(codec.encode(image)).shape == image.shape
 
 
+@pytest.mark.parametrize("family,extra", [("bmshj2017-factorized", {"prior": "per-quality"}), ("mbt2018-mean", {})])
+def test_warm_start_with_added_rate_points(image_folder, tmp_path, family, extra):
+    """A run with an extra, lower lambda warm-starts from one without it: the old rate points are copied
+    unchanged (same outputs), the new one starts from its nearest neighbour with gains scaled by
+    sqrt(lambda ratio), so it codes at a lower rate from step 0."""
+    from nicbeam.training.trainer import nearest_quality_rows
+
+    assert nearest_quality_rows([0.01, 0.1], [0.002, 0.01, 0.1]) == [0, 0, 1]
+    data = {"folder": str(image_folder), "train_glob": ["*"], "val_glob": ["val_*"]}
+    train = ImageCache(list_images(image_folder, ["*"], ["val_*"]))
+    source = Trainer(TrainConfig(family=family, model_config={"N": 8, "M": 12, "lambdas": [0.01, 0.1], **extra},
+                                 steps=2, batch=2, crop=64, data=data), train, None, tmp_path / "src", log=lambda m: None)
+    source.fit()
+    grown = Trainer(TrainConfig(family=family, model_config={"N": 8, "M": 12, "lambdas": [0.0025, 0.01, 0.1], **extra},
+                                steps=2, batch=2, crop=64, data=data), train, None, tmp_path / "dst", log=lambda m: None)
+    copied = grown.init_from(source.checkpoint_path)
+    assert "gain" in copied and "inv_gain" in copied
+    assert any(k.startswith("entropy_bottleneck") for k in copied)
+    gain, src_gain = grown.model.gain.detach(), source.model.gain.detach()
+    assert torch.allclose(gain[1:], src_gain) and torch.allclose(gain[0], src_gain[0] * 0.5)
+    x = torch.from_numpy(np.asarray(Image.open(image_folder / "train_1.png").convert("RGB"))[:64, :64].copy())
+    x = x.permute(2, 0, 1)[None].float() / 255
+    source.model.eval()
+    grown.model.eval()
+    with torch.no_grad():
+        for q_old, q_new in ((0, 1), (1, 2)):
+            a = source.model(x, torch.tensor([q_old]))
+            b = grown.model(x, torch.tensor([q_new]))
+            assert torch.allclose(a["x_hat"], b["x_hat"], atol=1e-6)
+            for name in a["likelihoods"]:
+                assert torch.allclose(a["likelihoods"][name], b["likelihoods"][name], atol=1e-6)
+
+
 def test_ms_ssim_distortion_trains_and_records_recipe(tmp_path):
     """--distortion ms-ssim: CompressAI's MS-SSIM lambdas by default, MS-SSIM in the loss, validation and recipe;
     crops too small for 5-scale MS-SSIM are refused."""
@@ -158,8 +193,10 @@ def test_ms_ssim_distortion_trains_and_records_recipe(tmp_path):
     common = ["train", "--run-dir", str(run), "--family", "bmshj2017-factorized", "--data", str(folder),
               "--val-glob", "val_*", "--model-arg", "N=8", "--model-arg", "M=12", "--distortion", "ms-ssim",
               "--steps", "2", "--batch", "2", "--log-every", "1", "--val-every", "2"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="161"):
         main(common + ["--crop", "128"])
+    with pytest.raises(SystemExit, match="multiple of 16"):
+        main(common + ["--crop", "168"])
     assert main(common + ["--crop", "176"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["distortion"] == "ms-ssim" and config["model_config"]["lambdas"][0] == 2.40

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambdas", default=None,
                         help="comma-separated lambdas, one per quality (default: CompressAI's for the distortion)")
     parser.add_argument("--distortion", choices=("mse", "ms-ssim"), default="mse",
-                        help="training distortion (new runs); ms-ssim needs --crop >= 176")
+                        help="training distortion (new runs); ms-ssim needs --crop >= 161 (5-scale MS-SSIM)")
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop", type=int, default=128)
@@ -88,7 +88,7 @@ def _parse_model_args(items: Sequence[str]) -> dict:
 def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     import torch
 
-    from nicbeam.training.trainer import TrainConfig, Trainer
+    from nicbeam.training.trainer import TrainConfig, Trainer, check_crops
 
     torch.set_num_threads(max(1, args.threads))
     run_dir = Path(args.run_dir)
@@ -100,6 +100,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         log_file.write(msg + "\n")
 
     config_path = run_dir / "config.json"
+    if args.checkpoint and not args.export_only:
+        raise SystemExit("--checkpoint applies only with --export-only (training resumes from RUN_DIR/checkpoint.pt)")
     if args.resume or args.export_only:
         if not config_path.exists():
             raise SystemExit(f"{config_path} missing: nothing to resume or export")
@@ -125,8 +127,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             from nicbeam.nn.models import MS_SSIM_LAMBDAS
 
             model_config["lambdas"] = list(MS_SSIM_LAMBDAS)
-        if args.distortion == "ms-ssim" and args.crop < 176:
-            raise SystemExit("--distortion ms-ssim needs --crop >= 176 (5-scale MS-SSIM)")
+        if args.distortion == "ms-ssim" and args.crop < 161:
+            raise SystemExit("--distortion ms-ssim needs --crop >= 161 (5-scale MS-SSIM; 176 or 192 with the model's downsampling)")
         cfg = TrainConfig(
             family=args.family, model_config=model_config, steps=args.steps, batch=args.batch, crop=args.crop,
             lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, seed=args.seed,
@@ -138,6 +140,10 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         )
     from nicbeam.training.data import ImageCache, list_images
 
+    try:
+        check_crops(cfg)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     if args.export_only:
         trainer = Trainer(cfg, train=None, val=None, run_dir=run_dir, log=log)  # type: ignore[arg-type]
     else:

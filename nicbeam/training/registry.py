@@ -35,3 +35,9 @@ def build_model(name: str, **config: Any):
     if name not in _FAMILIES:
         raise KeyError(f"unknown model family {name!r}; available: {', '.join(sorted(_FAMILIES))}")
     return _FAMILIES[name](**config)
+
+
+def family_downsampling(name: str) -> int:
+    """The total downsampling of a family's models (crops must be multiples of it); 1 if it does not say."""
+    _builtin()
+    return int(getattr(_FAMILIES.get(name), "downsampling", 1))

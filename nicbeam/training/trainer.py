@@ -27,7 +27,21 @@ import numpy as np
 import torch
 
 from nicbeam.training.data import ImageCache
-from nicbeam.training.registry import build_model
+from nicbeam.training.registry import build_model, family_downsampling
+
+
+def nearest_quality_rows(source: list[float], target: list[float]) -> list[int]:
+    """For each target lambda, the index of the source lambda nearest to it in log scale."""
+    return [min(range(len(source)), key=lambda i: abs(math.log(source[i] / t))) for t in target]
+
+
+def check_crops(cfg: "TrainConfig") -> None:
+    """Training and validation crops must be multiples of the model's total downsampling (16 for the
+    factorized model, 64 for the hyperprior), or the latent and hyper-latent grids do not line up."""
+    step = family_downsampling(cfg.family)
+    for name in ("crop", "val_crop"):
+        if getattr(cfg, name) % step:
+            raise ValueError(f"{name}={getattr(cfg, name)} is not a multiple of {step}, the downsampling of {cfg.family}")
 
 
 @dataclass
@@ -82,6 +96,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = log
         torch.manual_seed(cfg.seed)
+        check_crops(cfg)
         self.model = build_model(cfg.family, **cfg.model_config)
         main, aux = self._param_groups()
         self.optimizer = torch.optim.Adam(main, lr=cfg.lr)
@@ -144,21 +159,46 @@ class Trainer:
 
     def init_from(self, path: str | os.PathLike) -> list[str]:
         """Warm start: copy every parameter whose name and shape match from another run's checkpoint
-        (e.g. a hyperprior's g_a / g_s / gains from a trained factorized model). Returns the copied names."""
+        (e.g. a hyperprior's g_a / g_s / gains from a trained factorized model). Returns the copied names.
+
+        The rate points may differ (say two lower lambdas added): each new quality starts from the source
+        quality nearest in log-lambda, its gains scaled by sqrt(lambda ratio) (how the gains are initialised),
+        and a per-quality density bank takes that quality's block."""
         state = torch.load(path, map_location="cpu", weights_only=True)
         source = state["model"] if "model" in state else state
-        same_family = state.get("family") == self.cfg.family
+        saved = json.loads(state["train_config"]) if "train_config" in state else {}
+        same_family = saved.get("family", state.get("family")) == self.cfg.family
+        target_lambdas = list(getattr(self.model, "lambdas", ()))
+        source_lambdas = list(saved.get("model_config", {}).get("lambdas", target_lambdas))
+        rows = nearest_quality_rows(source_lambdas, target_lambdas) if target_lambdas else []
+        scale = torch.tensor([math.sqrt(t / source_lambdas[r]) for t, r in zip(target_lambdas, rows)])
+        qs, qt = len(source_lambdas), len(target_lambdas)
+        own_per_quality = getattr(self.model, "prior", None) == "per-quality"
+        source_per_quality = saved.get("model_config", {}).get("prior") == "per-quality"
         own = self.model.state_dict()
         copied = []
         for k, v in source.items():
             if k not in own:
                 continue
             if k.startswith("entropy_bottleneck"):
-                # densities carry over only within a family (a hyperprior's z density is not the y density);
-                # a shared density seeds every block of a per-quality bank
-                if not same_family or own[k].shape[1:] != v.shape[1:] or own[k].shape[0] % v.shape[0]:
+                # densities carry over only within a family (a hyperprior's z density is not the y density)
+                if not same_family or own[k].shape[1:] != v.shape[1:]:
                     continue
-                own[k] = v.repeat(own[k].shape[0] // v.shape[0], *([1] * (v.dim() - 1)))
+                if own_per_quality and source_per_quality:
+                    # per-quality bank -> per-quality bank: each quality's block from its nearest source quality
+                    m = v.shape[0] // qs
+                    own[k] = torch.cat([v[r * m:(r + 1) * m] for r in rows])
+                elif own_per_quality and own[k].shape[0] % v.shape[0] == 0:
+                    # a shared density seeds every block of a per-quality bank
+                    own[k] = v.repeat(own[k].shape[0] // v.shape[0], *([1] * (v.dim() - 1)))
+                elif not own_per_quality and not source_per_quality and own[k].shape == v.shape:
+                    own[k] = v
+                else:
+                    continue
+                copied.append(k)
+            elif k in ("gain", "inv_gain") and v.shape[0] == qs and own[k].shape == (qt, *v.shape[1:]):
+                factor = scale[:, None] if k == "gain" else 1.0 / scale[:, None]
+                own[k] = v[rows] * factor.to(v.dtype)
                 copied.append(k)
             elif own[k].shape == v.shape:
                 own[k] = v
