@@ -312,6 +312,26 @@ def test_corrupt_streams_are_dead_lettered_with_container_reasons(tmp_path):
     assert json.loads((run / "summary.json").read_text())["inputs"] == 5
 
 
+def test_streams_that_would_decode_to_one_name_are_not_overwritten(tmp_path):
+    """x.nicb and x.png.nicb both decode to x.png: one is decoded, the other is an error row
+    (name_collision); a stream whose name cannot clash decodes as usual."""
+    from nicbeam.codecs import get_codec
+
+    first, second = get_codec("png").encode(smooth(16, 16)), get_codec("png").encode(smooth(16, 24, seed=1))
+    src = write_tree(tmp_path / "in", {"x.nicb": first, "x.png.nicb": second, "y.jpg.nicb": first})
+    out = tmp_path / "out"
+    assert cli("decompress", src, out, "--progress_interval", "0") == 0
+    run = latest_run(out)
+    errors = read_table(run, "errors")
+    assert [(Path(r["source_uri"]).name, r["stage"], r["reason"]) for r in errors] == [
+        ("x.png.nicb", "match", "name_collision")]
+    assert "x.nicb" in errors[0]["message"]
+    assert sorted(Path(r["source_uri"]).name for r in read_table(run, "metadata")) == ["x.nicb", "y.jpg.nicb"]
+    assert np.asarray(Image.open(out / "x.png")).shape[:2] == (16, 16)  # the kept stream's picture
+    assert (out / "y.jpg.png").exists()
+    assert json.loads((run / "summary.json").read_text())["inputs"] == 3
+
+
 def test_unsafe_names_never_write_outside_output(tmp_path):
     """Object stores allow keys such as ``a/../../x``; such inputs are refused with reason unsafe_path."""
     import apache_beam as beam

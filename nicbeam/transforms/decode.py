@@ -25,6 +25,7 @@ from nicbeam.transforms.paths import (
     SourceFile,
     UnsafePathError,
     decoded_name,
+    decoded_name_key,
     join,
     list_inputs,
     resolve,
@@ -148,16 +149,47 @@ class DecodeDoFn(beam.DoFn):
         }
 
 
+class ClaimOutputNamesDoFn(beam.DoFn):
+    """Streams grouped by :func:`decoded_name_key`: the first by URI keeps the name, every other one becomes
+    an error row (reason ``name_collision``) instead of silently overwriting it or being overwritten."""
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+
+    def setup(self):
+        self._acc = Accounting(self.cfg.progress_dir)
+
+    def finish_bundle(self):
+        self._acc.flush()
+
+    def process(self, keyed):
+        _, streams = keyed
+        first, *others = sorted(streams, key=lambda s: s.uri)
+        yield first
+        for src in others:
+            self._acc.failed("name_collision")
+            message = (f"{src.rel_path} could decode to the same output name as {first.rel_path} (decoded); "
+                       "rename one of the streams and decompress it again")
+            yield beam.pvalue.TaggedOutput(ERRORS, error_row(self.cfg, src.uri, "match", "name_collision", message))
+
+
 class DecodeStreams(beam.PTransform):
-    """Streams -> ``{"metadata": rows, "errors": rows}``."""
+    """Streams -> ``{"metadata": rows, "errors": rows}``; at most one stream per output name is decoded."""
 
     def __init__(self, cfg: JobConfig):
         super().__init__()
         self.cfg = cfg
 
     def expand(self, streams):
-        results = streams | "Decode" >> beam.ParDo(DecodeDoFn(self.cfg)).with_outputs(ERRORS, main="metadata")
-        return {"metadata": results.metadata, "errors": results[ERRORS]}
+        claimed = (
+            streams
+            | "KeyByOutputName" >> beam.Map(lambda s: (decoded_name_key(s.rel_path), s))
+            | "GroupByOutputName" >> beam.GroupByKey()
+            | "ClaimOutputNames" >> beam.ParDo(ClaimOutputNamesDoFn(self.cfg)).with_outputs(ERRORS, main="streams")
+        )
+        results = claimed.streams | "Decode" >> beam.ParDo(DecodeDoFn(self.cfg)).with_outputs(ERRORS, main="metadata")
+        errors = (claimed[ERRORS], results[ERRORS]) | "MergeErrors" >> beam.Flatten()
+        return {"metadata": results.metadata, "errors": errors}
 
 
 # ------------------------------------------------------------------------------------ packed input

@@ -180,6 +180,14 @@ def decoded_name(rel_stream_path: str, *, original_bytes: bool) -> str:
     return name + ".png"
 
 
+def decoded_name_key(rel_stream_path: str) -> str:
+    """The part of a stream's name its decoded name is made from: streams with the same key may decode to
+    the same output (``x.nicb`` and ``x.png.nicb`` both give ``x.png``; on case-insensitive stores also
+    ``x.PNG.nicb``), so decompress lets only one of them write."""
+    name = rel_stream_path.removesuffix(BITSTREAM_SUFFIX)
+    return name[:-4] if name.lower().endswith(".png") else name
+
+
 def setting_dir_name(label: str) -> str:
     """A filesystem-safe folder name for a codec setting label (``jpeg:quality=50`` -> ``jpeg_quality=50``)."""
     return re.sub(r"[^A-Za-z0-9=._,+-]", "_", label)
