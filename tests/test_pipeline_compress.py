@@ -312,6 +312,31 @@ def test_corrupt_streams_are_dead_lettered_with_container_reasons(tmp_path):
     assert json.loads((run / "summary.json").read_text())["inputs"] == 5
 
 
+def test_learned_streams_decompress_in_batches_as_one_by_one(tmp_path):
+    """decompress batches equal-size learned streams (decode_batch) and writes exactly the pictures that
+    decoding each stream alone gives; a corrupt stream among them fails alone."""
+    from nicbeam.codecs import get_codec
+
+    codec = get_codec("mbt2018-mean", quality=3, device="cpu")
+    images = {f"im{i}.png": smooth(48, 64, seed=i) for i in range(3)}
+    streams = {f"{name}.nicb": codec.encode(im) for name, im in images.items()}
+    streams["odd.png.nicb"] = codec.encode(smooth(32, 40, seed=9))  # another size: its own batch
+    streams["bad.png.nicb"] = streams["im0.png.nicb"][:-3]
+    src = write_tree(tmp_path / "in", streams)
+    decoded = {}
+    for batch_size in (8, 1):
+        out = tmp_path / f"out{batch_size}"
+        assert cli("decompress", src, out, "--batch_size", str(batch_size), "--progress_interval", "0") == 0
+        run = latest_run(out)
+        assert [(Path(r["source_uri"]).name, r["reason"]) for r in read_table(run, "errors")] == [
+            ("bad.png.nicb", "truncated")]
+        assert len(read_table(run, "metadata")) == 4
+        decoded[batch_size] = {n: np.asarray(Image.open(out / n.removesuffix(".nicb"))) for n in streams if n != "bad.png.nicb"}
+    for name, pixels in decoded[8].items():
+        assert np.array_equal(pixels, codec.decode(streams[name])), name
+        assert np.array_equal(pixels, decoded[1][name]), name
+
+
 def test_streams_that_would_decode_to_one_name_are_not_overwritten(tmp_path):
     """x.nicb and x.png.nicb both decode to x.png: one is decoded, the other is an error row
     (name_collision); a stream whose name cannot clash decodes as usual."""

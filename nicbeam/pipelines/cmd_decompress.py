@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--packed", action="store_true",
                         help="INPUT holds packed-bitstream Parquet files written by `compress --pack`")
     parser.add_argument("--max_pixels", type=int, default=1 << 28, help="refuse streams declaring more pixels")
+    parser.add_argument("--batch_size", type=int, default=8,
+                        help="streams of equal image size per decode_batch call, for codecs that batch (learned codecs)")
     add_run_arguments(parser)
 
 

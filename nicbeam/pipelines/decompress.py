@@ -37,6 +37,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         max_pixels=args.max_pixels,
         device=args.device,
         torch_threads=args.torch_threads,
+        batch_size=args.batch_size,
     )
     return opts.run_job(
         job="decompress", args=args, extra=extra, cfg=cfg, settings=[],

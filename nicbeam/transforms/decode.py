@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import apache_beam as beam
+from apache_beam.utils.windowed_value import WindowedValue
 
 from nicbeam.transforms.accounting import Accounting
-from nicbeam.transforms.codec_runtime import SharedCodecCache, set_torch_threads
-from nicbeam.transforms.encode import ERRORS
+from nicbeam.transforms.codec_runtime import SharedCodecCache, batches_natively, set_torch_threads
+from nicbeam.transforms.encode import ERRORS, run_with_per_item_fallback
 from nicbeam.transforms.io import StorageReadError, read_bytes
 from nicbeam.transforms.paths import (
     SourceFile,
@@ -50,7 +52,27 @@ def encode_png(pixels) -> bytes:
     return bytes(imagecodecs.png_encode(pixels, level=6))
 
 
+@dataclass
+class _Stream:
+    """A stream whose header parsed, waiting (maybe in a batch of equal-size images) for its decode."""
+
+    src: Any
+    rel: str
+    data: bytes
+    header: Any
+    setting_label: str
+    codec: Any
+    window: Any = None
+    timestamp: Any = None
+
+
 class DecodeDoFn(beam.DoFn):
+    """Streams -> decoded objects written under OUTPUT, metadata rows (main) and error rows (``errors``).
+
+    Streams of a codec that decodes natively in batches (learned codecs) are grouped by codec instance and
+    image size within a bundle, up to ``batch_size``, and decoded with ``decode_batch`` (one transform pass
+    on a GPU); a failing batch is retried stream by stream so one bad stream never fails its batch-mates."""
+
     def __init__(self, cfg: JobConfig):
         self.cfg = cfg
         self._shared = SharedCodecCache(cfg.device)
@@ -62,74 +84,114 @@ class DecodeDoFn(beam.DoFn):
         self._out_fs, self._out_root = resolve(self.cfg.output)
         _, self._tmp_root = resolve(self.cfg.tmp_url)
 
+    def start_bundle(self):
+        self._pending: dict[tuple, list[_Stream]] = {}
+
     def finish_bundle(self):
+        for key in list(self._pending):
+            for item, out in self._run_batch(self._pending.pop(key)):
+                value = out.value if isinstance(out, beam.pvalue.TaggedOutput) else out
+                wv = WindowedValue(value, item.timestamp, (item.window,))
+                yield beam.pvalue.TaggedOutput(out.tag, wv) if isinstance(out, beam.pvalue.TaggedOutput) else wv
         self._acc.flush()
 
     def _fail(self, uri, stage, reason, message, setting=None):
         self._acc.failed(reason)
         return beam.pvalue.TaggedOutput(ERRORS, error_row(self.cfg, uri, stage, reason, message, setting))
 
-    def process(self, src):
-        from nicbeam import __version__
+    def process(self, src, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+        item = self._prepare(src)
+        if not isinstance(item, _Stream):  # an error row
+            yield item
+            return
+        item.window, item.timestamp = window, timestamp
+        if self.cfg.batch_size <= 1 or not batches_natively(item.codec):
+            ready = [item]
+        else:
+            key = (id(item.codec), item.header.width, item.header.height, window)
+            batch = self._pending.setdefault(key, [])
+            batch.append(item)
+            if len(batch) < self.cfg.batch_size:
+                return
+            ready = self._pending.pop(key)
+        for _, out in self._run_batch(ready):
+            yield out
+
+    def _prepare(self, src):
+        """Check the name, read the stream and parse its header; an error output on failure."""
         from nicbeam.codecs.container import parse_header
         from nicbeam.codecs.errors import BitstreamError
         from nicbeam.codecs.spec import make_setting
-        from nicbeam.metrics import bpp
-        from nicbeam.transforms.accounting import worker_id
 
         try:
             rel = safe_relative_path(src.rel_path)
         except UnsafePathError as exc:
-            yield self._fail(src.uri, "match", exc.reason, str(exc))
-            return
+            return self._fail(src.uri, "match", exc.reason, str(exc))
         if isinstance(src, PackedStream):
             data = src.data
         else:
             try:
                 data = read_bytes(src.uri)
             except StorageReadError as exc:
-                yield self._fail(src.uri, "read", exc.reason, str(exc))
-                return
+                return self._fail(src.uri, "read", exc.reason, str(exc))
         self._acc.read(len(data))
         if not data:
-            yield self._fail(src.uri, "decode", "empty", "stream is empty (0 bytes)")
-            return
+            return self._fail(src.uri, "decode", "empty", "stream is empty (0 bytes)")
         setting_label = None
         try:
             header = parse_header(data, max_pixels=self.cfg.max_pixels)
-            setting = make_setting(header.codec, dict(header.params))
-            setting_label = setting.label
+            setting_label = make_setting(header.codec, dict(header.params)).label
             codec = self._cache.for_header(header)
-            start = time.perf_counter()
-            decoded = codec.decode(data, max_pixels=self.cfg.max_pixels)
-            decode_ms = 1000.0 * (time.perf_counter() - start)
         except BitstreamError as exc:
-            yield self._fail(src.uri, "decode", exc.reason, f"{type(exc).__name__}: {exc}", setting_label)
-            return
+            return self._fail(src.uri, "decode", exc.reason, f"{type(exc).__name__}: {exc}", setting_label)
         except Exception as exc:
-            yield self._fail(src.uri, "decode", "codec_failure", f"{type(exc).__name__}: {exc}", setting_label)
-            return
+            return self._fail(src.uri, "decode", "codec_failure", f"{type(exc).__name__}: {exc}", setting_label)
+        return _Stream(src, rel, data, header, setting_label, codec)
+
+    def _run_batch(self, items: list[_Stream]):
+        """Decode ``items`` (one codec, one size): ``(item, metadata row or error output)`` per stream."""
+        from nicbeam.codecs.errors import BitstreamError
+
+        codec = items[0].codec
+        max_pixels = self.cfg.max_pixels
+        results, decode_ms = run_with_per_item_fallback(
+            codec.decode_batch, lambda data: codec.decode(data, max_pixels=max_pixels), [i.data for i in items]
+        )
+        for item, decoded in zip(items, results):
+            if isinstance(decoded, Exception):
+                reason = decoded.reason if isinstance(decoded, BitstreamError) else "codec_failure"
+                yield item, self._fail(item.src.uri, "decode", reason, f"{type(decoded).__name__}: {decoded}",
+                                       item.setting_label)
+            else:
+                yield item, self._write(item, decoded, decode_ms)
+
+    def _write(self, item: _Stream, decoded, decode_ms: float) -> dict:
+        from nicbeam import __version__
+        from nicbeam.metrics import bpp
+        from nicbeam.transforms.accounting import worker_id
+
+        header, codec, data = item.header, item.codec, item.data
         original_bytes = isinstance(decoded, (bytes, bytearray))
         out_bytes = bytes(decoded) if original_bytes else encode_png(decoded)
-        out_rel = decoded_name(rel, original_bytes=original_bytes)
+        out_rel = decoded_name(item.rel, original_bytes=original_bytes)
         atomic_write(self._out_fs, join(self._out_root, out_rel), out_bytes, tmp_dir=join(self._tmp_root, "objects"))
         self._acc.ok(len(out_bytes))
-        yield {
+        return {
             "run_id": self.cfg.run_id,
-            "source_uri": src.uri,
+            "source_uri": item.src.uri,
             "source_bytes": len(data),
             "source_format": "nicbeam",
             "source_mode": None,
             "width": header.width,
             "height": header.height,
             "codec": header.codec,
-            "setting": setting_label,
+            "setting": item.setting_label,
             "params": json.dumps(dict(header.params), sort_keys=True, separators=(",", ":")),
             "lossless": bool(codec.lossless),
             "codec_implementation": codec.implementation(),
             "codec_version": int(header.codec_version),
             "model_digest": header.model_digest_hex or None,
-            "bitstream_uri": src.uri,
+            "bitstream_uri": item.src.uri,
             "bitstream_bytes": len(data),
             "payload_bytes": header.payload_length,
             "bpp": bpp(header.payload_length, header.height, header.width),
