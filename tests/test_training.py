@@ -178,6 +178,43 @@ def test_warm_start_with_added_rate_points(image_folder, tmp_path, family, extra
                 assert torch.allclose(a["likelihoods"][name], b["likelihoods"][name], atol=1e-6)
 
 
+@pytest.mark.parametrize("family", ["bmshj2017-factorized", "mbt2018-mean"])
+def test_bf16_autocast_keeps_latents_and_rates_in_float32(family):
+    """Under bfloat16 autocast the transforms run in bf16 but the latents, likelihoods and (float) outputs
+    are float32, and rate and distortion stay close to the float32 forward."""
+    model = build_model(family, N=16, M=24, lambdas=[0.01, 0.1]).eval()
+    x = torch.rand(2, 3, 64, 64)
+    q = torch.tensor([0, 1])
+    with torch.no_grad():
+        ref = model(x, q)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = model.analysis(x, q)
+            out = model(x, q)
+    assert y.dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in out["likelihoods"].values())
+    for name in ref["likelihoods"]:
+        bits = lambda o: float(-torch.log2(o["likelihoods"][name]).sum())  # noqa: E731
+        assert bits(out) == pytest.approx(bits(ref), rel=0.02)
+    assert float((out["x_hat"].float() - ref["x_hat"]).abs().max()) < 0.05
+
+
+def test_train_with_autocast_records_it_and_the_warm_start_lineage(image_folder, tmp_path):
+    """--autocast bf16 trains, is kept in the run config, and the exported sidecar names it together with the
+    chain of runs the weights were warm-started from."""
+    common = ["--data", str(image_folder), "--val-glob", "val_*", "--model-arg", "N=8", "--model-arg", "M=12",
+              "--batch", "2", "--crop", "64", "--log-every", "1", "--val-every", "2", "--family", "mbt2018-mean"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["train", "--run-dir", str(first), "--lambdas", "0.01,0.1", "--steps", "2"] + common) == 0
+    assert main(["train", "--run-dir", str(second), "--lambdas", "0.005,0.01,0.1", "--steps", "2", "--autocast", "bf16",
+                 "--init-from", str(first / "checkpoint.pt"), "--export", "tiny-bf16",
+                 "--export-dir", str(tmp_path / "w")] + common) == 0
+    assert json.loads((second / "config.json").read_text())["autocast"] == "bf16"
+    recipe = json.loads((tmp_path / "w" / "tiny-bf16.json").read_text())["recipe"]
+    assert recipe["autocast"] == "bf16"
+    assert [(e["family"], e["step"], len(e["model_config"]["lambdas"])) for e in recipe["warm_start_lineage"]] == [
+        ("mbt2018-mean", 2, 2)]
+
+
 def test_ms_ssim_distortion_trains_and_records_recipe(tmp_path):
     """--distortion ms-ssim: CompressAI's MS-SSIM lambdas by default, MS-SSIM in the loss, validation and recipe;
     crops too small for 5-scale MS-SSIM are refused."""

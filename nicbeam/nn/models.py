@@ -75,6 +75,12 @@ def coding_tensors_factorized(eb: EntropyBottleneck, prefix: str) -> dict[str, t
     return {f"{prefix}.{k}": torch.from_numpy(v) for k, v in tables.items()}
 
 
+def full_precision(t: torch.Tensor):
+    """A region where autocast is off: the latents, the entropy models and the rates are computed at the
+    parameters' precision when training runs the transforms in bfloat16 (``nicbeam train --autocast bf16``)."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
 class _GainMixin:
     """Shared by both families: the Balle GDN analysis/synthesis transforms and the gain units around them."""
 
@@ -92,7 +98,10 @@ class _GainMixin:
 
     def analysis(self, x: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
         g, _ = self.gains(quality, x.shape[0], x.device)
-        return self.g_a(x) * g
+        h = self.g_a[:-1](x)
+        with full_precision(h):  # the latents come out of a full-precision layer even under autocast
+            y = self.g_a[-1](h.to(self.g_a[-1].weight.dtype))
+        return y * g
 
     def synthesis(self, y_hat: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
         _, ig = self.gains(quality, y_hat.shape[0], y_hat.device)
@@ -150,8 +159,9 @@ class FactorizedPrior(_GainMixin, LearnedModel):
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> dict[str, Any]:
         y = self.analysis(x, quality)
-        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
-        lik = self._likelihood(y_noisy, quality)
+        with full_precision(y):
+            y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
+            lik = self._likelihood(y_noisy, quality)
         x_hat = self.synthesis(ste_round(y), quality)
         return {"x_hat": x_hat, "likelihoods": {"y": lik}}
 
@@ -192,18 +202,19 @@ class MeanScaleHyperprior(_GainMixin, LearnedModel):
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> dict[str, Any]:
         y = self.analysis(x, quality)
-        z = self.h_a(y)
-        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
-        z_lik = self.entropy_bottleneck.likelihood(z_noisy)
-        params = self.h_s(ste_round(z))
-        means, scales = params.chunk(2, dim=1)
-        scales = torch.exp(scales)  # h_s predicts log-scales; the integer version indexes a log-spaced table
-        if self.training:
-            y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        else:
-            y_noisy = torch.round(y - means) + means
-        y_lik = gaussian_likelihood(y_noisy, scales, means)
-        y_hat = ste_round(y - means) + means
+        with full_precision(y):
+            z = self.h_a(y)
+            z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
+            z_lik = self.entropy_bottleneck.likelihood(z_noisy)
+            params = self.h_s(ste_round(z))
+            means, scales = params.chunk(2, dim=1)
+            scales = torch.exp(scales)  # h_s predicts log-scales; the integer version indexes a log-spaced table
+            if self.training:
+                y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            else:
+                y_noisy = torch.round(y - means) + means
+            y_lik = gaussian_likelihood(y_noisy, scales, means)
+            y_hat = ste_round(y - means) + means
         x_hat = self.synthesis(y_hat, quality)
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 

@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decay-start", type=float, default=0.7)
     parser.add_argument("--entropy-lr-scale", type=float, default=1.0,
                         help="LR multiplier for the entropy-model densities (new runs)")
+    parser.add_argument("--autocast", choices=("off", "bf16"), default=None,
+                        help="run the transforms in bfloat16 (CPUs with AVX512-BF16, GPUs; ~1.5x faster here); "
+                             "latents, entropy models and loss stay float32; may be switched when resuming")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
@@ -111,6 +114,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             cfg.steps = args.steps
         if args.snapshot_every is not None:
             cfg.snapshot_every = args.snapshot_every
+        if args.autocast is not None:
+            cfg.autocast = args.autocast
         if args.max_minutes is None and args.checkpoint_every != 300.0:
             cfg.checkpoint_every_s = args.checkpoint_every
     else:
@@ -132,7 +137,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         cfg = TrainConfig(
             family=args.family, model_config=model_config, steps=args.steps, batch=args.batch, crop=args.crop,
             lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, seed=args.seed,
-            entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion,
+            entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion, autocast=args.autocast or "off",
             checkpoint_every_s=args.checkpoint_every, snapshot_every=args.snapshot_every or 0,
             val_every=args.val_every, log_every=args.log_every,
             data={"folder": str(args.data), "train_glob": args.train_glob or ["*"],

@@ -55,6 +55,28 @@ def write_weights(model, path: str | os.PathLike, calibration: torch.Tensor | No
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def warm_start_lineage(data: dict[str, Any], limit: int = 10) -> list[dict[str, Any]]:
+    """The chain of runs this one was warm-started from (``data["init_from"]``, then that run's, ...), each
+    with its family, rate points and the step it was taken at, so a sidecar states all training behind it."""
+    chain: list[dict[str, Any]] = []
+    source = data.get("init_from")
+    while source and len(chain) < limit:
+        entry: dict[str, Any] = {"checkpoint": str(source)}
+        chain.append(entry)
+        config_path = Path(source).parent / "config.json"
+        try:
+            config = json.loads(config_path.read_text())
+            entry.update(family=config["family"], model_config=config["model_config"])
+            state = torch.load(source, map_location="cpu", weights_only=True)
+            entry["step"] = int(state["step"])
+            entry["train_time_cpu_min"] = round(float(state.get("elapsed_s", 0.0)) / 60, 1)
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            entry["unavailable"] = f"{type(exc).__name__}: {exc}"
+            break
+        source = config.get("data", {}).get("init_from")
+    return chain
+
+
 def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, extra: dict[str, Any] | None = None) -> dict[str, Path]:
     model = trainer.model.eval()
     out_dir = Path(out_dir) if out_dir else default_weights_dir()
@@ -85,6 +107,8 @@ def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, e
             "lr_final": cfg.lr_final,
             "lr_schedule": f"constant, cosine decay from {cfg.decay_start:.0%} of steps",
             "train_time_cpu_min": round(trainer.elapsed_s / 60, 1),
+            "autocast": cfg.autocast,
+            "warm_start_lineage": warm_start_lineage(cfg.data),
             "hardware": "1 CPU thread (shared 2-core machine)",
             "seed": cfg.seed,
         },
