@@ -44,6 +44,16 @@ def test_registry_and_protocol():
         assert float(model.aux_loss()) == 0.0
 
 
+def test_lr_schedule_warmup_constant_cosine():
+    cfg = TrainConfig(family="mbt2018-mean", model_config={}, steps=100, lr=1e-3, lr_final=1e-5, decay_start=0.5,
+                      warmup_steps=10)
+    assert cfg.lr_at(0) == pytest.approx(1e-4) and cfg.lr_at(4) == pytest.approx(5e-4)
+    assert cfg.lr_at(10) == cfg.lr_at(50) == 1e-3
+    assert cfg.lr_at(75) == pytest.approx((1e-3 + 1e-5) / 2) and cfg.lr_at(100) == pytest.approx(1e-5)
+    lrs = [cfg.lr_at(s) for s in range(50, 101)]
+    assert lrs == sorted(lrs, reverse=True)
+
+
 def test_data_split_crops_and_kodak_refusal(image_folder, tmp_path):
     train = list_images(image_folder, ["*"], exclude=["val_*"])
     assert [p.name for p in train] == [f"train_{i}.png" for i in range(4)]
@@ -206,11 +216,12 @@ def test_train_with_autocast_records_it_and_the_warm_start_lineage(image_folder,
     first, second = tmp_path / "first", tmp_path / "second"
     assert main(["train", "--run-dir", str(first), "--lambdas", "0.01,0.1", "--steps", "2"] + common) == 0
     assert main(["train", "--run-dir", str(second), "--lambdas", "0.005,0.01,0.1", "--steps", "2", "--autocast", "bf16",
+                 "--warmup-steps", "5",
                  "--init-from", str(first / "checkpoint.pt"), "--export", "tiny-bf16",
                  "--export-dir", str(tmp_path / "w")] + common) == 0
     assert json.loads((second / "config.json").read_text())["autocast"] == "bf16"
     recipe = json.loads((tmp_path / "w" / "tiny-bf16.json").read_text())["recipe"]
-    assert recipe["autocast"] == "bf16"
+    assert recipe["autocast"] == "bf16" and recipe["lr_schedule"].startswith("linear warm-up over 5 steps")
     assert [(e["family"], e["step"], len(e["model_config"]["lambdas"])) for e in recipe["warm_start_lineage"]] == [
         ("mbt2018-mean", 2, 2)]
 

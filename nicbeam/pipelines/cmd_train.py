@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--lr-final", type=float, default=3e-5)
     parser.add_argument("--decay-start", type=float, default=0.7)
+    parser.add_argument("--warmup-steps", type=int, default=0,
+                        help="linear LR warm-up (new runs; advisable with --init-from, e.g. 500)")
     parser.add_argument("--entropy-lr-scale", type=float, default=1.0,
                         help="LR multiplier for the entropy-model densities (new runs)")
     parser.add_argument("--autocast", choices=("off", "bf16"), default=None,
@@ -136,7 +138,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             raise SystemExit("--distortion ms-ssim needs --crop >= 161 (5-scale MS-SSIM; 176 or 192 with the model's downsampling)")
         cfg = TrainConfig(
             family=args.family, model_config=model_config, steps=args.steps, batch=args.batch, crop=args.crop,
-            lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, seed=args.seed,
+            lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, warmup_steps=args.warmup_steps,
+            seed=args.seed,
             entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion, autocast=args.autocast or "off",
             checkpoint_every_s=args.checkpoint_every, snapshot_every=args.snapshot_every or 0,
             val_every=args.val_every, log_every=args.log_every,

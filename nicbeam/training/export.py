@@ -105,7 +105,8 @@ def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, e
             "optimizer": "Adam",
             "lr": cfg.lr,
             "lr_final": cfg.lr_final,
-            "lr_schedule": f"constant, cosine decay from {cfg.decay_start:.0%} of steps",
+            "lr_schedule": (f"linear warm-up over {cfg.warmup_steps} steps, " if cfg.warmup_steps else "")
+            + f"constant, cosine decay from {cfg.decay_start:.0%} of steps",
             "train_time_cpu_min": round(trainer.elapsed_s / 60, 1),
             "autocast": cfg.autocast,
             "warm_start_lineage": warm_start_lineage(cfg.data),

@@ -54,6 +54,10 @@ class TrainConfig:
     lr: float = 3e-4
     lr_final: float = 3e-5
     decay_start: float = 0.7  # fraction of steps after which the LR decays (cosine) to lr_final
+    # linear LR warm-up over the first steps of a run: a warm start (--init-from) gets a fresh Adam, whose first
+    # updates are ~lr per parameter whatever the gradient; measured here without it: a trained model lost
+    # 0.65-0.85 dB at its top rate point in the first 1000 steps
+    warmup_steps: int = 0
     grad_clip: float = 1.0
     seed: int = 0
     checkpoint_every_s: float = 300.0
@@ -70,6 +74,8 @@ class TrainConfig:
     data: dict[str, Any] = field(default_factory=dict)
 
     def lr_at(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
         start = int(self.decay_start * self.steps)
         if step < start:
             return self.lr
