@@ -55,8 +55,9 @@ class TrainConfig:
     lr_final: float = 3e-5
     decay_start: float = 0.7  # fraction of steps after which the LR decays (cosine) to lr_final
     # linear LR warm-up over the first steps of a run: a warm start (--init-from) gets a fresh Adam, whose first
-    # updates are ~lr per parameter whatever the gradient; measured here without it: a trained model lost
-    # 0.65-0.85 dB at its top rate point in the first 1000 steps
+    # updates are ~lr per parameter whatever the gradient. Seen here without it: two warm-started runs lost
+    # 0.65-0.85 dB validation PSNR at their top rate point in their first 1000 steps (fresh Adam; for one of
+    # them the LR also went back up from its annealed value; both had two new rate points to learn)
     warmup_steps: int = 0
     grad_clip: float = 1.0
     seed: int = 0
