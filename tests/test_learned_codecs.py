@@ -254,3 +254,35 @@ def test_fast_precision_decodes_the_same_stream_within_one_level(tiny_weights, k
     assert diff.max() <= 1
     with pytest.raises(InvalidParameterError):
         CODECS[kind](weights=tiny_weights[kind], precision="half")
+
+
+@pytest.mark.parametrize("kind", ["factorized", "factorized-pq", "hyperprior"])
+def test_forged_payloads_raise_payload_errors_or_decode_to_the_declared_size(tiny_weights, kind):
+    """Payloads altered *behind* the container's checksum (header and checksum rewritten, as a forger could):
+    every one raises a BitstreamError or decodes to an image of the declared size, never another exception.
+    Covers flipped bytes, truncation, appended junk, zeroed and random payloads, and a wrong tile count."""
+    from nicbeam.codecs.errors import BitstreamError
+
+    codec = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=5, tile=64)
+    image = _smooth_image(11, 70, 90)  # 2 x 2 tiles
+    header, payload = container.unpack(codec.encode(image))
+    rng = np.random.default_rng(0)
+    forged = [payload[:n] for n in (0, 1, 2, 5, len(payload) // 2, len(payload) - 1)]
+    forged += [payload + bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in (1, 4, 64)]
+    forged += [bytes(len(payload)), bytes(rng.integers(0, 256, len(payload), dtype=np.uint8))]
+    for _ in range(40):
+        flipped = bytearray(payload)
+        for pos in rng.integers(0, len(payload), int(rng.integers(1, 4))):
+            flipped[pos] ^= 1 << int(rng.integers(0, 8))
+        forged.append(bytes(flipped))
+    outcomes = {"error": 0, "image": 0}
+    for data in forged:
+        stream = container.pack(header, data)
+        try:
+            decoded = codec.decode(stream)
+        except BitstreamError:
+            outcomes["error"] += 1
+            continue
+        assert decoded.shape == image.shape and decoded.dtype == np.uint8
+        outcomes["image"] += 1
+    assert outcomes["error"] >= 9  # every truncated / extended / zeroed payload at least
