@@ -222,6 +222,7 @@ def test_train_with_autocast_records_it_and_the_warm_start_lineage(image_folder,
     assert json.loads((second / "config.json").read_text())["autocast"] == "bf16"
     recipe = json.loads((tmp_path / "w" / "tiny-bf16.json").read_text())["recipe"]
     assert recipe["autocast"] == "bf16" and recipe["lr_schedule"].startswith("linear warm-up over 5 steps")
+    assert recipe["hardware"] == "1 CPU thread(s)"  # of the training, not of the exporting process
     assert [(e["family"], e["step"], len(e["model_config"]["lambdas"])) for e in recipe["warm_start_lineage"]] == [
         ("mbt2018-mean", 2, 2)]
 
@@ -254,3 +255,24 @@ def test_ms_ssim_distortion_trains_and_records_recipe(tmp_path):
                  "--export-dir", str(tmp_path / "w")]) == 0
     sidecar = json.loads((tmp_path / "w" / "tiny-msssim.json").read_text())
     assert sidecar["recipe"]["distortion"].startswith("MS-SSIM")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_resumes_and_exports_for_the_cpu(image_folder, tmp_path):
+    """Where a GPU is present: nicbeam train --device cuda trains (bf16 autocast), checkpoints hold CPU
+    tensors, resuming works, and the exported weights code on the CPU."""
+    run = tmp_path / "gpu-run"
+    common = ["train", "--run-dir", str(run), "--device", "cuda"]
+    assert main(common + ["--family", "mbt2018-mean", "--data", str(image_folder), "--val-glob", "val_*",
+                          "--model-arg", "N=8", "--model-arg", "M=12", "--lambdas", "0.01,0.1", "--autocast", "bf16",
+                          "--steps", "2", "--batch", "2", "--crop", "64", "--log-every", "1", "--val-every", "2"]) == 0
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert all(v.device.type == "cpu" for v in state["model"].values())
+    assert main(common + ["--resume", "--steps", "3"]) == 0
+    assert main(["train", "--run-dir", str(run), "--export-only", "--export", "gpu-tiny", "--export-dir", str(tmp_path / "w")]) == 0
+    from nicbeam.codecs.learned import MeanScaleHyperpriorCodec
+
+    codec = MeanScaleHyperpriorCodec(weights=tmp_path / "w" / "gpu-tiny.safetensors", device="cpu", quality=2)
+    image = np.asarray(Image.open(image_folder / "train_1.png").convert("RGB"))
+    assert codec.decode(codec.encode(image)).shape == image.shape
+    assert "GPU" in json.loads((tmp_path / "w" / "gpu-tiny.json").read_text())["recipe"]["hardware"]

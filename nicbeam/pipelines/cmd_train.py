@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "latents, entropy models and loss stay float32; may be switched when resuming")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda, cuda:N")
     parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
     parser.add_argument("--val-every", type=int, default=1000, help="steps")
     parser.add_argument("--log-every", type=int, default=50, help="steps")
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     except ValueError as err:
         raise SystemExit(str(err)) from None
     if args.export_only:
-        trainer = Trainer(cfg, train=None, val=None, run_dir=run_dir, log=log)  # type: ignore[arg-type]
+        trainer = Trainer(cfg, train=None, val=None, run_dir=run_dir, log=log)  # type: ignore[arg-type]  # export: CPU
     else:
         d = cfg.data
         val_paths = list_images(d["folder"], d["val_glob"])
@@ -163,7 +164,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         val = ImageCache(val_paths) if val_paths else None
         cfg.data = {**d, "train_images": len(train), "train_pixels": train.pixels,
                     "val_images": len(val) if val else 0}
-        trainer = Trainer(cfg, train, val, run_dir, log=log)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        trainer = Trainer(cfg, train, val, run_dir, log=log, device=device)
     # the model's config (with its defaults filled) is the one to rebuild it from
     cfg.model_config = trainer.model.config
     trainer.cfg = cfg
@@ -186,7 +188,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         n_params = sum(p.numel() for p in trainer.model.parameters())
         log(f"new run {cfg.family} {json.dumps(cfg.model_config)}: {n_params} parameters, run dir {run_dir}")
     if not args.export_only:
-        log(f"training to step {cfg.steps}: batch {cfg.batch} crop {cfg.crop} lr {cfg.lr} threads {torch.get_num_threads()}")
+        log(f"training to step {cfg.steps}: batch {cfg.batch} crop {cfg.crop} lr {cfg.lr} on {trainer.hardware}")
         trainer.fit(max_minutes=args.max_minutes)
     if args.export or args.export_only:
         from nicbeam.training.export import export_model

@@ -78,7 +78,9 @@ def warm_start_lineage(data: dict[str, Any], limit: int = 10) -> list[dict[str, 
 
 
 def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    model = trainer.model.eval()
+    import copy
+
+    model = copy.deepcopy(trainer.model).cpu().eval()  # tables and calibration are computed on the CPU
     out_dir = Path(out_dir) if out_dir else default_weights_dir()
     calibration = calibration_batch(trainer) if model.family != "bmshj2017-factorized" else None
     path = out_dir / f"{name}.safetensors"
@@ -110,7 +112,7 @@ def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, e
             "train_time_cpu_min": round(trainer.elapsed_s / 60, 1),
             "autocast": cfg.autocast,
             "warm_start_lineage": warm_start_lineage(cfg.data),
-            "hardware": "1 CPU thread (shared 2-core machine)",
+            "hardware": ", ".join(trainer.trained_on) or "unknown (checkpoint predates the record)",
             "seed": cfg.seed,
         },
         "last_validation": next((h["val"] for h in reversed(trainer.history) if "val" in h), None),

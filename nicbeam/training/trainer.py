@@ -98,8 +98,11 @@ class Trainer:
         val: ImageCache | None,
         run_dir: str | os.PathLike,
         log: Callable[[str], None] = print,
+        device: str | torch.device = "cpu",
     ) -> None:
+        """``device``: where the model trains (``cuda`` on a GPU machine); checkpoints load on any device."""
         self.cfg = cfg
+        self.device = torch.device(device)
         self.train_data = train
         self.val_data = val
         self.run_dir = Path(run_dir)
@@ -109,14 +112,15 @@ class Trainer:
         check_crops(cfg)
         if cfg.autocast not in ("off", "bf16"):
             raise ValueError(f"autocast must be 'off' or 'bf16', not {cfg.autocast!r}")
-        self.model = build_model(cfg.family, **cfg.model_config)
+        self.model = build_model(cfg.family, **cfg.model_config).to(self.device)
         main, aux = self._param_groups()
         self.optimizer = torch.optim.Adam(main, lr=cfg.lr)
         self.aux_optimizer = torch.optim.Adam(aux, lr=1e-3) if aux else None
         self.step = 0
         self.elapsed_s = 0.0
         self.history: list[dict[str, float]] = []
-        self.lambdas = torch.tensor(self.model.lambdas, dtype=torch.float32)
+        self.trained_on: list[str] = []  # hardware of every session that trained this run (kept in checkpoints)
+        self.lambdas = torch.tensor(self.model.lambdas, dtype=torch.float32, device=self.device)
 
     def _param_groups(self):
         """(main parameter groups, aux parameters). With ``entropy_lr_scale != 1`` the entropy-model
@@ -130,6 +134,13 @@ class Trainer:
         rest = [p for n, p in named if not n.startswith("entropy_bottleneck.")]
         return [{"params": rest}, {"params": density, "lr_scale": self.cfg.entropy_lr_scale}], aux
 
+    @property
+    def hardware(self) -> str:
+        """What trained, for the recipe: the GPU's name or the CPU thread count."""
+        if self.device.type == "cuda":
+            return f"GPU {torch.cuda.get_device_name(self.device)}"
+        return f"{torch.get_num_threads()} CPU thread(s)"
+
     # ------------------------------------------------------------------ checkpoints
     @property
     def checkpoint_path(self) -> Path:
@@ -140,12 +151,13 @@ class Trainer:
             "format": "nicbeam-train-1",
             "family": self.cfg.family,
             "train_config": json.dumps(asdict(self.cfg)),
-            "model": self.model.state_dict(),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer else {},
             "step": self.step,
             "elapsed_s": self.elapsed_s,
             "history": json.dumps(self.history),
+            "trained_on": json.dumps(self.trained_on),
         }
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
@@ -168,6 +180,7 @@ class Trainer:
         self.step = int(state["step"])
         self.elapsed_s = float(state["elapsed_s"])
         self.history = json.loads(state["history"])
+        self.trained_on = json.loads(state.get("trained_on", "[]"))
 
     def init_from(self, path: str | os.PathLike) -> list[str]:
         """Warm start: copy every parameter whose name and shape match from another run's checkpoint
@@ -222,8 +235,8 @@ class Trainer:
     def train_step(self, rng: np.random.Generator) -> dict[str, float]:
         cfg = self.cfg
         self.model.train()
-        x = to_tensor(self.train_data.sample(rng, cfg.batch, cfg.crop))
-        q = torch.from_numpy(rng.integers(0, self.model.num_qualities, cfg.batch))
+        x = to_tensor(self.train_data.sample(rng, cfg.batch, cfg.crop)).to(self.device, non_blocking=True)
+        q = torch.from_numpy(rng.integers(0, self.model.num_qualities, cfg.batch)).to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr_at(self.step) * group.get("lr_scale", 1.0)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
@@ -248,11 +261,11 @@ class Trainer:
         if self.val_data is None:
             return {}
         self.model.eval()
-        x = to_tensor(self.val_data.center_crops(self.cfg.val_crop, self.cfg.val_images))
+        x = to_tensor(self.val_data.center_crops(self.cfg.val_crop, self.cfg.val_images)).to(self.device)
         result = {}
         qs = sorted({0, self.model.num_qualities // 2, self.model.num_qualities - 1})
         for qi in qs:
-            q = torch.full((x.shape[0],), qi, dtype=torch.long)
+            q = torch.full((x.shape[0],), qi, dtype=torch.long, device=self.device)
             out = self.model(x, q)
             losses = self.model.rate_distortion_loss(out, x, self.lambdas[q], self.cfg.distortion)
             x_hat = out["x_hat"].clamp(0, 1)
@@ -291,6 +304,8 @@ class Trainer:
 
     def _fit(self, max_minutes: float | None, stop: dict) -> None:
         cfg = self.cfg
+        if self.hardware not in self.trained_on:
+            self.trained_on.append(self.hardware)
         rng = np.random.default_rng([cfg.seed, self.step])  # resuming gives a fresh, reproducible stream
         start = time.monotonic()
         base_elapsed = self.elapsed_s
