@@ -54,7 +54,7 @@ class LearnedCodec(Codec):
     #: at most this many (padded) pixels per transform batch: bounds peak memory together with ``tile``
     max_batch_pixels: ClassVar[int] = 1 << 21
     param_specs = (
-        ParamSpec("quality", int, 4, 1, 16, doc="rate point 1 (lowest rate) .. N (highest), one per training lambda of the weights"),
+        ParamSpec("quality", int, 6, 1, 16, doc="rate point 1 (lowest rate) .. N (highest), one per training lambda of the weights (shipped: 10)"),
         ParamSpec("tile", int, 1024, 64, 4096, doc="tile side in pixels (multiple of 64); larger images are tiled"),
     )
 
