@@ -1,0 +1,59 @@
+"""Transform ceiling of a learned codec: the PSNR its analysis/synthesis pair reaches with no quantisation.
+
+    PYTHONPATH=. python benchmarks/bench_transform_ceiling.py [--codec mbt2018-mean] [--images 8] [--qualities 6,10]
+
+For each quality, the Kodak images go through ``synthesis(analysis(x))`` once with the latents left
+unquantised and once rounded (no entropy coding, no hyperprior mean shift), output rounded to 8 bits. If the
+unquantised PSNR is barely above the coded PSNR at the top qualities, more rate cannot buy quality: the
+transforms are the limit (capacity or training), not the entropy model. Kodak is only evaluated here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
+
+def psnr_8bit(x, x_hat) -> float:
+    """PSNR of an 8-bit-rounded reconstruction (both tensors in [0, 1])."""
+    mse = float(((x_hat.clamp(0, 1) * 255).round() - x * 255).pow(2).mean())
+    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--codec", action="append", default=None, help="learned codec name (repeatable)")
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--qualities", default="6,10")
+    ap.add_argument("--kodak", type=Path, default=KODAK)
+    args = ap.parse_args()
+
+    import torch
+    from PIL import Image
+
+    from nicbeam.codecs.registry import get_codec
+
+    torch.set_num_threads(1)
+    paths = sorted(args.kodak.glob("kodim*.png"))[: args.images]
+    images = [torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)[None].float() / 255 for p in paths]
+    print(f"# {len(images)} Kodak images, 1 thread; PSNR (RGB, mean per image) of synthesis(analysis(x))")
+    print(f"{'codec':<22} {'quality':>7} {'unquantised':>12} {'rounded':>9}")
+    for name in args.codec or ["mbt2018-mean", "bmshj2017-factorized"]:
+        model = get_codec(name, device="cpu").model
+        for quality in (int(q) for q in args.qualities.split(",")):
+            q = torch.tensor([quality - 1])
+            clean, rounded = [], []
+            with torch.no_grad():
+                for x in images:
+                    y = model.analysis(x, q)
+                    clean.append(psnr_8bit(x, model.synthesis(y, q)))
+                    rounded.append(psnr_8bit(x, model.synthesis(torch.round(y), q)))
+            print(f"{name:<22} {quality:>7} {np.mean(clean):>9.2f} dB {np.mean(rounded):>6.2f} dB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
