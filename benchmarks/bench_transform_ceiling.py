@@ -14,14 +14,14 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
-def psnr_8bit(x, x_hat) -> float:
-    """PSNR of an 8-bit-rounded reconstruction (both tensors in [0, 1])."""
-    mse = float(((x_hat.clamp(0, 1) * 255).round() - x * 255).pow(2).mean())
-    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
+def to_uint8(x) -> np.ndarray:
+    """A 1x3xHxW tensor in [0, 1] as an HxWx3 8-bit image (rounded), the form the project's metrics take."""
+    return (x[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def main() -> None:
@@ -32,10 +32,10 @@ def main() -> None:
     ap.add_argument("--kodak", type=Path, default=KODAK)
     args = ap.parse_args()
 
-    import torch
     from PIL import Image
 
     from nicbeam.codecs.registry import get_codec
+    from nicbeam.metrics import psnr
 
     torch.set_num_threads(1)
     paths = sorted(args.kodak.glob("kodim*.png"))[: args.images]
@@ -50,8 +50,9 @@ def main() -> None:
             with torch.no_grad():
                 for x in images:
                     y = model.analysis(x, q)
-                    clean.append(psnr_8bit(x, model.synthesis(y, q)))
-                    rounded.append(psnr_8bit(x, model.synthesis(torch.round(y), q)))
+                    original = to_uint8(x)
+                    clean.append(psnr(original, to_uint8(model.synthesis(y, q))))
+                    rounded.append(psnr(original, to_uint8(model.synthesis(torch.round(y), q))))
             print(f"{name:<22} {quality:>7} {np.mean(clean):>9.2f} dB {np.mean(rounded):>6.2f} dB", flush=True)
 
 
