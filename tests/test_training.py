@@ -110,7 +110,15 @@ def test_cli_train_resume_export(image_folder, tmp_path):
     assert main(common + ["--family", "mbt2018-mean", "--data", str(image_folder), "--val-glob", "val_*",
                           "--model-arg", "N=8", "--model-arg", "M=12", "--lambdas", "0.01,0.1",
                           "--steps", "2", "--batch", "2", "--crop", "64", "--log-every", "1", "--val-every", "2"]) == 0
-    assert main(common + ["--resume", "--steps", "3"]) == 0
+    # a resumed run may take a new schedule and batch; they are recorded in its config.json and used
+    assert main(common + ["--resume", "--steps", "3", "--lr", "1e-4", "--lr-final", "1e-6", "--decay-start", "0.5",
+                          "--batch", "3"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["steps"], config["lr"], config["lr_final"], config["decay_start"], config["batch"], config["crop"]) == (
+        3, 1e-4, 1e-6, 0.5, 3, 64)
+    assert "training to step 3: batch 3 crop 64 lr 0.0001" in (run / "train.log").read_text()
+    with pytest.raises(SystemExit, match="multiple of 64"):  # a new crop is checked like a new run's
+        main(common + ["--resume", "--steps", "4", "--crop", "96"])
     with pytest.raises(SystemExit, match="export-only"):  # --checkpoint would be silently ignored
         main(common + ["--resume", "--checkpoint", str(run / "checkpoint.pt")])
     assert "resumed mbt2018-mean at step 2" in (run / "train.log").read_text()

@@ -46,11 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distortion", choices=("mse", "ms-ssim"), default="mse",
                         help="training distortion (new runs); ms-ssim needs --crop >= 161 (5-scale MS-SSIM)")
     parser.add_argument("--steps", type=int, default=10000)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--lr-final", type=float, default=3e-5)
-    parser.add_argument("--decay-start", type=float, default=0.7)
+    # None = the TrainConfig default for a new run, the run's own value when resuming (given: replaces it)
+    parser.add_argument("--batch", type=int, default=None, help="(default 8; with --resume: replaces the run's)")
+    parser.add_argument("--crop", type=int, default=None, help="(default 128; with --resume: replaces the run's)")
+    parser.add_argument("--lr", type=float, default=None, help="(default 3e-4; with --resume: replaces the run's)")
+    parser.add_argument("--lr-final", type=float, default=None, help="(default 3e-5; with --resume: replaces the run's)")
+    parser.add_argument("--decay-start", type=float, default=None,
+                        help="fraction of --steps where the cosine decay starts (default 0.7); with --resume: "
+                             "replaces the run's, e.g. resumed_step / steps to decay from where the run is")
     parser.add_argument("--warmup-steps", type=int, default=0,
                         help="linear LR warm-up (new runs; advisable with --init-from, e.g. 500)")
     parser.add_argument("--entropy-lr-scale", type=float, default=1.0,
@@ -76,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="after training, write nicbeam/weights/NAME.safetensors + NAME.json")
     parser.add_argument("--export-dir", default=None, help="where to export (default: the nicbeam/weights package)")
     parser.add_argument("--export-only", action="store_true", help="only export RUN_DIR/checkpoint.pt")
+
+
+#: options a resumed run may change (they shape the rest of the run, not the model)
+RESCHEDULABLE = ("batch", "crop", "lr", "lr_final", "decay_start")
 
 
 def _parse_model_args(items: Sequence[str]) -> dict:
@@ -117,6 +124,9 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             cfg.steps = args.steps
         if args.snapshot_every is not None:
             cfg.snapshot_every = args.snapshot_every
+        for name in RESCHEDULABLE:  # a new schedule or crop for the rest of the run, recorded in config.json
+            if getattr(args, name) is not None:
+                setattr(cfg, name, getattr(args, name))
         if args.autocast is not None:
             cfg.autocast = args.autocast
         if args.max_minutes is None and args.checkpoint_every != 300.0:
@@ -135,11 +145,9 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             from nicbeam.nn.models import MS_SSIM_LAMBDAS
 
             model_config["lambdas"] = list(MS_SSIM_LAMBDAS)
-        if args.distortion == "ms-ssim" and args.crop < 161:
-            raise SystemExit("--distortion ms-ssim needs --crop >= 161 (5-scale MS-SSIM; 176 or 192 with the model's downsampling)")
+        given = {name: getattr(args, name) for name in RESCHEDULABLE if getattr(args, name) is not None}
         cfg = TrainConfig(
-            family=args.family, model_config=model_config, steps=args.steps, batch=args.batch, crop=args.crop,
-            lr=args.lr, lr_final=args.lr_final, decay_start=args.decay_start, warmup_steps=args.warmup_steps,
+            family=args.family, model_config=model_config, steps=args.steps, **given, warmup_steps=args.warmup_steps,
             seed=args.seed,
             entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion, autocast=args.autocast or "off",
             checkpoint_every_s=args.checkpoint_every, snapshot_every=args.snapshot_every or 0,
@@ -149,6 +157,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         )
     from nicbeam.training.data import ImageCache, list_images
 
+    if cfg.distortion == "ms-ssim" and cfg.crop < 161:
+        raise SystemExit("--distortion ms-ssim needs --crop >= 161 (5-scale MS-SSIM; 176 or 192 with the model's downsampling)")
     try:
         check_crops(cfg)
     except ValueError as err:
