@@ -1,6 +1,6 @@
 """Transform ceiling of a learned codec: the PSNR its analysis/synthesis pair reaches with no quantisation.
 
-    PYTHONPATH=. python benchmarks/bench_transform_ceiling.py [--codec mbt2018-mean] [--images 8] [--qualities 6,10]
+    PYTHONPATH=. python benchmarks/bench_transform_ceiling.py [--codec mbt2018-mean [--weights W]] [--images 8] [--qualities 6,10]
 
 For each quality, the Kodak images go through ``synthesis(analysis(x))`` once with the latents left
 unquantised and once rounded (no entropy coding, no hyperprior mean shift), output rounded to 8 bits. If the
@@ -30,7 +30,11 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--qualities", default="6,10")
     ap.add_argument("--kodak", type=Path, default=KODAK)
+    ap.add_argument("--weights", type=Path, default=None,
+                    help="weights file instead of the shipped ones (one --codec), e.g. an exported training snapshot")
     args = ap.parse_args()
+    if args.weights and len(args.codec or []) != 1:
+        raise SystemExit("--weights needs exactly one --codec")
 
     from PIL import Image
 
@@ -43,7 +47,8 @@ def main() -> None:
     print(f"# {len(images)} Kodak images, 1 thread; PSNR (RGB, mean per image) of synthesis(analysis(x))")
     print(f"{'codec':<22} {'quality':>7} {'unquantised':>12} {'rounded':>9}")
     for name in args.codec or ["mbt2018-mean", "bmshj2017-factorized"]:
-        model = get_codec(name, device="cpu").model
+        extra = {"weights": args.weights} if args.weights else {}
+        model = get_codec(name, device="cpu", **extra).model
         for quality in (int(q) for q in args.qualities.split(",")):
             q = torch.tensor([quality - 1])
             clean, rounded = [], []
