@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated lambdas, one per quality (default: CompressAI's for the distortion)")
     parser.add_argument("--distortion", choices=("mse", "ms-ssim"), default="mse",
                         help="training distortion (new runs); ms-ssim needs --crop >= 161 (5-scale MS-SSIM)")
-    parser.add_argument("--steps", type=int, default=10000)
     # None = the TrainConfig default for a new run, the run's own value when resuming (given: replaces it)
+    parser.add_argument("--steps", type=int, default=None, help="(default 10000; with --resume: extends the run)")
     parser.add_argument("--batch", type=int, default=None, help="(default 8; with --resume: replaces the run's)")
     parser.add_argument("--crop", type=int, default=None, help="(default 128; with --resume: replaces the run's)")
     parser.add_argument("--lr", type=float, default=None, help="(default 3e-4; with --resume: replaces the run's)")
@@ -81,8 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export-only", action="store_true", help="only export RUN_DIR/checkpoint.pt")
 
 
-#: options a resumed run may change (they shape the rest of the run, not the model)
-RESCHEDULABLE = ("batch", "crop", "lr", "lr_final", "decay_start")
+#: options a resumed run may change (they shape the rest of the run, not the model); given, they replace the
+#: run's values in its config.json; for a new run, those not given take the TrainConfig defaults
+RESUME_OVERRIDES = ("steps", "batch", "crop", "lr", "lr_final", "decay_start", "snapshot_every", "autocast")
+
+
+def _given(args: argparse.Namespace) -> dict:
+    """The :data:`RESUME_OVERRIDES` given on the command line."""
+    return {name: getattr(args, name) for name in RESUME_OVERRIDES if getattr(args, name) is not None}
 
 
 def _parse_model_args(items: Sequence[str]) -> dict:
@@ -120,15 +126,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             raise SystemExit(f"{config_path} missing: nothing to resume or export")
         saved = json.loads(config_path.read_text())
         cfg = TrainConfig(**saved)
-        if args.steps != 10000:  # allow extending a run
-            cfg.steps = args.steps
-        if args.snapshot_every is not None:
-            cfg.snapshot_every = args.snapshot_every
-        for name in RESCHEDULABLE:  # a new schedule or crop for the rest of the run, recorded in config.json
-            if getattr(args, name) is not None:
-                setattr(cfg, name, getattr(args, name))
-        if args.autocast is not None:
-            cfg.autocast = args.autocast
+        for name, value in _given(args).items():  # e.g. more steps, a new schedule or crop, bf16
+            setattr(cfg, name, value)
         if args.max_minutes is None and args.checkpoint_every != 300.0:
             cfg.checkpoint_every_s = args.checkpoint_every
     else:
@@ -145,12 +144,10 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             from nicbeam.nn.models import MS_SSIM_LAMBDAS
 
             model_config["lambdas"] = list(MS_SSIM_LAMBDAS)
-        given = {name: getattr(args, name) for name in RESCHEDULABLE if getattr(args, name) is not None}
         cfg = TrainConfig(
-            family=args.family, model_config=model_config, steps=args.steps, **given, warmup_steps=args.warmup_steps,
-            seed=args.seed,
-            entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion, autocast=args.autocast or "off",
-            checkpoint_every_s=args.checkpoint_every, snapshot_every=args.snapshot_every or 0,
+            family=args.family, model_config=model_config, **_given(args), warmup_steps=args.warmup_steps,
+            seed=args.seed, entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion,
+            checkpoint_every_s=args.checkpoint_every,
             val_every=args.val_every, log_every=args.log_every,
             data={"folder": str(args.data), "train_glob": args.train_glob or ["*"],
                   "val_glob": args.val_glob or ["bsds500_val_*"]},
