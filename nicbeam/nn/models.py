@@ -146,7 +146,8 @@ class FactorizedPrior(_GainMixin, LearnedModel):
     def config(self) -> dict[str, Any]:
         return {**super().config, "prior": self.prior}
 
-    def _likelihood(self, y: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
+    def y_likelihood(self, y: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
+        """Per-element likelihood of (noisy or rounded) latents under the prior of each sample's quality."""
         if self.prior == "shared":
             return self.entropy_bottleneck.likelihood(y)
         if quality is None:
@@ -161,7 +162,7 @@ class FactorizedPrior(_GainMixin, LearnedModel):
         y = self.analysis(x, quality)
         with full_precision(y):
             y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
-            lik = self._likelihood(y_noisy, quality)
+            lik = self.y_likelihood(y_noisy, quality)
         x_hat = self.synthesis(ste_round(y), quality)
         return {"x_hat": x_hat, "likelihoods": {"y": lik}}
 

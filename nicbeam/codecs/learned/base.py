@@ -38,6 +38,7 @@ from nicbeam.codecs import container
 from nicbeam.codecs.base import Codec
 from nicbeam.codecs.container import Header, pack_chunks, unpack_chunks
 from nicbeam.codecs.errors import BitstreamError, InvalidParameterError, PayloadError
+from nicbeam.codecs.learned.refine import bf16_is_fast, refine_latents
 from nicbeam.codecs.learned.weights import Bundle, default_device, load_bundle, resolve_weights
 from nicbeam.codecs.params import ParamSpec
 
@@ -56,6 +57,8 @@ class LearnedCodec(Codec):
     param_specs = (
         ParamSpec("quality", int, 6, 1, 16, doc="rate point 1 (lowest rate) .. N (highest), one per training lambda of the weights (shipped: 10)"),
         ParamSpec("tile", int, 1024, 64, 4096, doc="tile side in pixels (multiple of 64); larger images are tiled"),
+        ParamSpec("refine", int, 0, 0, 2000, doc="encoder-side latent refinement steps (SGA; 0 = off): lower rate-distortion "
+                  "cost for ~0.4 s per step per Kodak image on one CPU thread; the decoder is unchanged"),
     )
 
     def __init__(
@@ -194,6 +197,24 @@ class LearnedCodec(Codec):
 
     def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor) -> list[bytes]:
         raise NotImplementedError
+
+    def _refine(self, y: torch.Tensor, x: torch.Tensor, quality: torch.Tensor, center: torch.Tensor, rate_bits) -> torch.Tensor:
+        """``y`` refined for ``params["refine"]`` steps against the model's own rate and the training
+        distortion (MSE at each quality's lambda), see :mod:`nicbeam.codecs.learned.refine`; ``y`` when off."""
+        steps = self.params["refine"]
+        if not steps:
+            return y
+        model = self.model
+        lmbda = torch.tensor(model.lambdas, dtype=y.dtype, device=y.device)[quality]
+        fast = bf16_is_fast(y.device)
+
+        def synthesis(y_tilde: torch.Tensor) -> torch.Tensor:
+            # bfloat16 where the hardware runs it natively (1.5x faster here, same result measured on
+            # kodim05: 30.33 vs 30.32 dB); only the search uses it, the coded latents stay exact
+            with torch.autocast(device_type=y.device.type, dtype=torch.bfloat16, enabled=fast):
+                return model.synthesis(y_tilde, quality).float()
+
+        return refine_latents(y, x, center=center, lmbda=lmbda, rate_bits=rate_bits, synthesis=synthesis, steps=steps)
 
     # ----------------------------------------------------------------- decode
     def _decode_payload(self, payload: bytes, header: Header) -> np.ndarray:

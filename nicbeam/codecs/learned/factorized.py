@@ -27,7 +27,11 @@ class FactorizedCodec(LearnedCodec):
 
     def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor) -> list[bytes]:
         tables = self.bundle.extras["y_tables"]
-        sym = torch.round(self.model.analysis(x, quality)).to(torch.int64).cpu().numpy()
+        y = self.model.analysis(x, quality)
+        if self.params["refine"]:
+            y = self._refine(y, x, quality, torch.zeros_like(y), lambda y_tilde: -torch.log2(
+                self.model.y_likelihood(y_tilde, quality)).sum(dim=(1, 2, 3)))
+        sym = torch.round(y).to(torch.int64).cpu().numpy()
         blobs = []
         for s, q in zip(sym, quality.tolist()):
             enc = Encoder()

@@ -14,7 +14,8 @@ import torch
 
 from nicbeam.codecs.learned.base import LearnedCodec
 from nicbeam.entropy.coder import Decoder, Encoder, TableSet
-from nicbeam.entropy.integer_net import IntegerHyperSynthesis
+from nicbeam.entropy.integer_net import IntegerHyperSynthesis, scale_table
+from nicbeam.nn.entropy_models import gaussian_likelihood
 
 
 class MeanScaleHyperpriorCodec(LearnedCodec):
@@ -29,12 +30,18 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
         ex["z_tables"] = TableSet.from_tensors(t, "tables.z")
         ex["g_tables"] = TableSet.from_tensors(t, "tables.gauss")
         ex["int_hs"] = IntegerHyperSynthesis.from_tensors(t, "int_hs.")
+        ex["scale_values"] = torch.from_numpy(scale_table()).to(torch.float32)  # scale of each scale index
 
     def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor) -> list[bytes]:
         ex, model = self.bundle.extras, self.model
         y = model.analysis(x, quality)
         z = torch.round(model.h_a(y)).cpu()
         means, idx = ex["int_hs"].entropy_parameters(z, model.M)
+        if self.params["refine"]:  # y given z: the entropy parameters stay those the decoder will compute
+            dev_means = means.to(y.device)
+            scales = ex["scale_values"][idx].to(y.device)
+            y = self._refine(y, x, quality, dev_means, lambda y_tilde: -torch.log2(
+                gaussian_likelihood(y_tilde, scales, dev_means)).sum(dim=(1, 2, 3)))
         sym = torch.round(y.float().cpu() - means).to(torch.int64).numpy()
         zs = z.to(torch.int64).numpy()
         idx = idx.numpy()
