@@ -82,20 +82,29 @@ def sidecar_from_summary(codec_name: str, summary_csv: Path) -> None:
     from nicbeam.codecs.registry import get_codec
 
     summary = pd.read_csv(summary_csv)
-    rows = summary[summary["codec"] == codec_name].sort_values("swept_value")
+    rows = summary[summary["codec"] == codec_name].copy()
     if rows.empty:
         raise SystemExit(f"{summary_csv} has no rows for {codec_name}")
+    rows["refine"] = [int(json.loads(p).get("refine", 0)) if isinstance(p, str) else 0 for p in rows["params"]]
+    rows = rows.sort_values(["refine", "swept_value"])
     codec = get_codec(codec_name, device="cpu")
-    results = [{"quality": int(r.swept_value), "bpp": round(float(r.bpp), 4), "psnr": round(float(r.psnr_rgb), 3),
-                "ms_ssim": round(float(r.ms_ssim), 5), "ms_ssim_db": round(float(r.ms_ssim_db), 3),
-                "encode_s": round(float(r.encode_ms_mean) / 1000, 3), "decode_s": round(float(r.decode_ms_mean) / 1000, 3)}
-               for r in rows.itertuples()]
+
+    def results(part) -> list[dict]:
+        return [{"quality": int(r.swept_value), "bpp": round(float(r.bpp), 4), "psnr": round(float(r.psnr_rgb), 3),
+                 "ms_ssim": round(float(r.ms_ssim), 5), "ms_ssim_db": round(float(r.ms_ssim_db), 3),
+                 "encode_s": round(float(r.encode_ms_mean) / 1000, 3), "decode_s": round(float(r.decode_ms_mean) / 1000, 3)}
+                for r in part.itertuples()]
+
+    plain = rows[rows["refine"] == 0]
     sidecar = Path(codec._weights_path).with_suffix(".json")
     data = json.loads(sidecar.read_text())
-    data["kodak"] = {"images": int(rows["n_images"].min()), "source": f"nicbeam evaluate ({summary_csv.name})",
-                     "device": "cpu", "digest": codec.model_digest.hex(), "results": results}
+    data["kodak"] = {"images": int(plain["n_images"].min()), "source": f"nicbeam evaluate ({summary_csv.name})",
+                     "device": "cpu", "digest": codec.model_digest.hex(), "results": results(plain)}
+    refined = {str(n): results(part) for n, part in rows[rows["refine"] > 0].groupby("refine")}
+    if refined:  # encoder-side latent refinement (refine=N), same weights and decoder
+        data["kodak"]["refined"] = refined
     sidecar.write_text(json.dumps(data, indent=1) + "\n")
-    print(f"updated {sidecar}: {len(results)} rate points")
+    print(f"updated {sidecar}: {len(plain)} rate points" + (f", refined: {sorted(refined)}" if refined else ""))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -122,6 +123,16 @@ def test_cli_train_resume_export(image_folder, tmp_path):
     with pytest.raises(SystemExit, match="export-only"):  # --checkpoint would be silently ignored
         main(common + ["--resume", "--checkpoint", str(run / "checkpoint.pt")])
     assert "resumed mbt2018-mean at step 2" in (run / "train.log").read_text()
+    # the corpus moved (another machine): the recorded folder is refused with a hint, --data replaces it
+    moved = tmp_path / "moved-data"
+    shutil.copytree(image_folder, moved)
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["folder"] = str(tmp_path / "gone")
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match="--data"):
+        main(common + ["--resume", "--steps", "4"])
+    assert main(common + ["--resume", "--steps", "4", "--data", str(moved)]) == 0
+    assert json.loads((run / "config.json").read_text())["data"]["folder"] == str(moved)
     assert main(common + ["--export-only", "--export", "tiny-hyper", "--export-dir", str(tmp_path / "w")]) == 0
     from nicbeam.codecs.learned import MeanScaleHyperpriorCodec
 

@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", help="model family, e.g. bmshj2017-factorized or mbt2018-mean")
     parser.add_argument("--run-dir", required=True, help="work directory: checkpoint.pt, log, config")
     parser.add_argument("--data", default=None,
-                        help="folder of training images (JPEG/PNG); default $NICBEAM_TRAIN_DATA or ../shared/data/train")
+                        help="folder of training images (JPEG/PNG); default $NICBEAM_TRAIN_DATA or ../shared/data/train; "
+                             "with --resume: the run's corpus at a new path")
     parser.add_argument("--train-glob", action="append", default=None, help="include glob (default all)")
     parser.add_argument("--val-glob", action="append", default=None,
                         help="validation images, excluded from training (default bsds500_val_*)")
@@ -128,6 +129,11 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         cfg = TrainConfig(**saved)
         for name, value in _given(args).items():  # e.g. more steps, a new schedule or crop, bf16
             setattr(cfg, name, value)
+        if args.data is not None:  # the same corpus at another path (another machine); globs are kept
+            cfg.data = {**cfg.data, "folder": str(args.data)}
+        if args.resume and not Path(cfg.data["folder"]).is_dir():
+            raise SystemExit(f"training data folder {cfg.data['folder']!r} of this run is missing here: "
+                             "pass --data FOLDER (the same corpus) to resume")
         if args.max_minutes is None and args.checkpoint_every != 300.0:
             cfg.checkpoint_every_s = args.checkpoint_every
     else:
