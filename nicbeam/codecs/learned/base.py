@@ -200,10 +200,8 @@ class LearnedCodec(Codec):
 
     def _refine(self, y: torch.Tensor, x: torch.Tensor, quality: torch.Tensor, center: torch.Tensor, rate_bits) -> torch.Tensor:
         """``y`` refined for ``params["refine"]`` steps against the model's own rate and the training
-        distortion (MSE at each quality's lambda), see :mod:`nicbeam.codecs.learned.refine`; ``y`` when off."""
-        steps = self.params["refine"]
-        if not steps:
-            return y
+        distortion (MSE at each quality's lambda), see :mod:`nicbeam.codecs.learned.refine`. Callers check
+        ``params["refine"]`` first, so that the rate model is only built when it is used."""
         model = self.model
         lmbda = torch.tensor(model.lambdas, dtype=y.dtype, device=y.device)[quality]
         fast = bf16_is_fast(y.device)
@@ -214,7 +212,8 @@ class LearnedCodec(Codec):
             with torch.autocast(device_type=y.device.type, dtype=torch.bfloat16, enabled=fast):
                 return model.synthesis(y_tilde, quality).float()
 
-        return refine_latents(y, x, center=center, lmbda=lmbda, rate_bits=rate_bits, synthesis=synthesis, steps=steps)
+        return refine_latents(y, x, center=center, lmbda=lmbda, rate_bits=rate_bits, synthesis=synthesis,
+                              steps=self.params["refine"])
 
     # ----------------------------------------------------------------- decode
     def _decode_payload(self, payload: bytes, header: Header) -> np.ndarray:
