@@ -97,6 +97,10 @@ def test_trainer_checkpoint_resume_and_export(image_folder, tmp_path):
     sidecar = json.loads(paths["sidecar"].read_text())
     assert sidecar["sha256"] == hashlib.sha256(paths["weights"].read_bytes()).hexdigest()
     assert sidecar["recipe"]["steps_done"] == 5 and sidecar["recipe"]["lambdas"] == [0.005, 0.05]
+    # the digest names the model: exporting the same checkpoint again gives the same bytes (safetensors alone
+    # writes its metadata in a random order per map, so without canonicalisation these differ)
+    again = [export_model(resumed, "tiny", tmp_path / f"again{i}")["weights"].read_bytes() for i in range(4)]
+    assert all(raw == paths["weights"].read_bytes() for raw in again)
     codec = FactorizedCodec(weights=paths["weights"], device="cpu", quality=2)
     assert codec.model_digest.hex() == sidecar["sha256"]
     image = np.asarray(Image.open(image_folder / "val_0.jpg").convert("RGB"))
@@ -118,6 +122,9 @@ def test_cli_train_resume_export(image_folder, tmp_path):
     assert (config["steps"], config["lr"], config["lr_final"], config["decay_start"], config["batch"], config["crop"]) == (
         3, 1e-4, 1e-6, 0.5, 3, 64)
     assert "training to step 3: batch 3 crop 64 lr 0.0001" in (run / "train.log").read_text()
+    # the earlier values are kept, so an export tells the whole schedule
+    assert config["resumes"] == [{"at_step": 2, "changed": {"steps": [2, 3], "lr": [3e-4, 1e-4], "lr_final": [3e-5, 1e-6],
+                                                            "decay_start": [0.7, 0.5], "batch": [2, 3]}}]
     with pytest.raises(SystemExit, match="multiple of 64"):  # a new crop is checked like a new run's
         main(common + ["--resume", "--steps", "4", "--crop", "96"])
     with pytest.raises(SystemExit, match="export-only"):  # --checkpoint would be silently ignored
@@ -136,6 +143,8 @@ def test_cli_train_resume_export(image_folder, tmp_path):
     assert main(common + ["--export-only", "--export", "tiny-hyper", "--export-dir", str(tmp_path / "w")]) == 0
     from nicbeam.codecs.learned import MeanScaleHyperpriorCodec
 
+    recipe = json.loads((tmp_path / "w" / "tiny-hyper.json").read_text())["recipe"]
+    assert [r["at_step"] for r in recipe["resumes"]] == [2, 3] and "earlier values" in recipe["lr_schedule"]
     codec = MeanScaleHyperpriorCodec(weights=tmp_path / "w" / "tiny-hyper.safetensors", device="cpu", quality=2)
     image = np.asarray(Image.open(image_folder / "train_1.png"))
     assert codec.decode(codec.encode(image)).shape == image.shape

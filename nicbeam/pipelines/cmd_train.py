@@ -127,7 +127,10 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             raise SystemExit(f"{config_path} missing: nothing to resume or export")
         saved = json.loads(config_path.read_text())
         cfg = TrainConfig(**saved)
+        changed = {}
         for name, value in _given(args).items():  # e.g. more steps, a new schedule or crop, bf16
+            if value != getattr(cfg, name):
+                changed[name] = [getattr(cfg, name), value]
             setattr(cfg, name, value)
         if args.data is not None:  # the same corpus at another path (another machine); globs are kept
             cfg.data = {**cfg.data, "folder": str(args.data)}
@@ -188,6 +191,8 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if not args.export_only:
             from dataclasses import asdict
 
+            if changed:
+                cfg.resumes = [*cfg.resumes, {"at_step": trainer.step, "changed": changed}]
             config_path.write_text(json.dumps(asdict(cfg), indent=1))  # keeps an extended --steps
     else:
         from dataclasses import asdict

@@ -50,9 +50,28 @@ def write_weights(model, path: str | os.PathLike, calibration: torch.Tensor | No
                 "omitted": json.dumps(list(omitted))}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    canonicalize_header(tmp)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def canonicalize_header(path: str | os.PathLike) -> None:
+    """Rewrite a safetensors header in place with its metadata keys sorted (same length, space-padded).
+
+    safetensors writes the metadata map in a per-process random order (a Rust HashMap), so two exports of one
+    checkpoint got different digests; with this they are byte-identical. Tensor data is not touched."""
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        metadata = header.pop("__metadata__", None)
+        ordered = {"__metadata__": dict(sorted(metadata.items()))} if metadata is not None else {}
+        ordered.update(header)  # tensor entries keep the writer's (deterministic) order and offsets
+        raw = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(raw) > size:
+            raise ValueError(f"{path}: canonical safetensors header is longer than the written one")
+        f.seek(8)
+        f.write(raw + b" " * (size - len(raw)))
 
 
 def warm_start_lineage(data: dict[str, Any], limit: int = 10) -> list[dict[str, Any]]:
@@ -108,7 +127,9 @@ def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, e
             "lr": cfg.lr,
             "lr_final": cfg.lr_final,
             "lr_schedule": (f"linear warm-up over {cfg.warmup_steps} steps, " if cfg.warmup_steps else "")
-            + f"constant, cosine decay from {cfg.decay_start:.0%} of steps",
+            + f"constant, cosine decay from {cfg.decay_start:.0%} of steps"
+            + (" (the last segment's; `resumes` lists the earlier values)" if cfg.resumes else ""),
+            "resumes": cfg.resumes,
             "train_time_cpu_min": round(trainer.elapsed_s / 60, 1),
             "autocast": cfg.autocast,
             "warm_start_lineage": warm_start_lineage(cfg.data),

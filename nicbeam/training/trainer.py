@@ -73,6 +73,9 @@ class TrainConfig:
     # ~1.5x faster steps measured here); latents, entropy models and the loss stay float32. Validation is float32.
     autocast: str = "off"
     data: dict[str, Any] = field(default_factory=dict)
+    # one entry per `--resume` that changed the schedule: {"at_step": N, "changed": {option: [old, new]}}, so an
+    # exported recipe tells the whole run, not only the options of its last segment
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:
