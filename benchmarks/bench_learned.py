@@ -5,8 +5,9 @@
 
 Prints bpp (from the full nicbeam stream, header included), PSNR (RGB, 8 bit) and encode/decode seconds
 per quality, averaged over the images; ``--update-sidecar`` stores them under ``kodak`` in the weights'
-JSON sidecar (the safetensors file, hence the digest, is unchanged). ``--from-summary summary.csv`` stores
-the figures a ``nicbeam evaluate`` run measured instead (bpp, PSNR, MS-SSIM, times per rate point).
+JSON sidecar (the safetensors file, hence the digest, is unchanged). ``--from-summary summary.csv [...]`` stores
+the figures ``nicbeam evaluate`` runs measured instead (bpp, PSNR, MS-SSIM, times per rate point; ``refine=0``
+rows as the results, refined ones per step count under ``refined``; several runs may be given).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--update-sidecar", action="store_true")
     ap.add_argument("--kodak", type=Path, default=KODAK, help="folder of the Kodak PNGs")
-    ap.add_argument("--from-summary", type=Path, default=None,
-                    help="instead of coding here, store the figures of this codec from a `nicbeam evaluate` "
-                         "report's summary.csv in the sidecar (with --update-sidecar)")
+    ap.add_argument("--from-summary", type=Path, nargs="+", default=None,
+                    help="instead of coding here, store the figures of this codec from `nicbeam evaluate` "
+                         "reports' summary.csv files in the sidecar (with --update-sidecar)")
     args = ap.parse_args()
     if args.from_summary:
         sidecar_from_summary(args.codec, args.from_summary)
@@ -75,17 +76,20 @@ def main() -> None:
         print(f"updated {sidecar}")
 
 
-def sidecar_from_summary(codec_name: str, summary_csv: Path) -> None:
-    """Copy the per-quality Kodak figures of ``codec_name`` from an evaluate summary into its weights sidecar."""
+def sidecar_from_summary(codec_name: str, summary_csvs: list[Path]) -> None:
+    """Copy the per-quality Kodak figures of ``codec_name`` from evaluate summaries into its weights sidecar."""
     import pandas as pd
 
     from nicbeam.codecs.registry import get_codec
 
-    summary = pd.read_csv(summary_csv)
+    summary = pd.concat([pd.read_csv(path) for path in summary_csvs], ignore_index=True)
     rows = summary[summary["codec"] == codec_name].copy()
+    names = ", ".join(str(p) for p in summary_csvs)
     if rows.empty:
-        raise SystemExit(f"{summary_csv} has no rows for {codec_name}")
+        raise SystemExit(f"{names}: no rows for {codec_name}")
     rows["refine"] = [int(json.loads(p).get("refine", 0)) if isinstance(p, str) else 0 for p in rows["params"]]
+    if rows.duplicated(["refine", "swept_value"]).any():
+        raise SystemExit(f"{names}: a (refine, quality) of {codec_name} appears twice; give each once")
     rows = rows.sort_values(["refine", "swept_value"])
     codec = get_codec(codec_name, device="cpu")
 
@@ -96,9 +100,11 @@ def sidecar_from_summary(codec_name: str, summary_csv: Path) -> None:
                 for r in part.itertuples()]
 
     plain = rows[rows["refine"] == 0]
+    if plain.empty:
+        raise SystemExit(f"{names}: no refine=0 rows of {codec_name} (the sidecar's results are the default encoder's)")
     sidecar = Path(codec._weights_path).with_suffix(".json")
     data = json.loads(sidecar.read_text())
-    data["kodak"] = {"images": int(plain["n_images"].min()), "source": f"nicbeam evaluate ({summary_csv.name})",
+    data["kodak"] = {"images": int(plain["n_images"].min()), "source": f"nicbeam evaluate ({names})",
                      "device": "cpu", "digest": codec.model_digest.hex(), "results": results(plain)}
     refined = {str(n): results(part) for n, part in rows[rows["refine"] > 0].groupby("refine")}
     if refined:  # encoder-side latent refinement (refine=N), same weights and decoder
