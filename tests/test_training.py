@@ -117,8 +117,9 @@ def test_cli_train_resume_export(image_folder, tmp_path):
                           "--steps", "2", "--batch", "2", "--crop", "64", "--log-every", "1", "--val-every", "2"]) == 0
     # a resumed run may take a new schedule and batch; they are recorded in its config.json and used
     assert main(common + ["--resume", "--steps", "3", "--lr", "1e-4", "--lr-final", "1e-6", "--decay-start", "0.5",
-                          "--batch", "3"]) == 0
+                          "--batch", "3", "--checkpoint-every", "7"]) == 0
     config = json.loads((run / "config.json").read_text())
+    assert config["checkpoint_every_s"] == 7
     assert (config["steps"], config["lr"], config["lr_final"], config["decay_start"], config["batch"], config["crop"]) == (
         3, 1e-4, 1e-6, 0.5, 3, 64)
     assert "training to step 3: batch 3 crop 64 lr 0.0001" in (run / "train.log").read_text()
@@ -304,3 +305,21 @@ def test_training_on_cuda_resumes_and_exports_for_the_cpu(image_folder, tmp_path
     image = np.asarray(Image.open(image_folder / "train_1.png").convert("RGB"))
     assert codec.decode(codec.encode(image)).shape == image.shape
     assert "GPU" in json.loads((tmp_path / "w" / "gpu-tiny.json").read_text())["recipe"]["hardware"]
+
+
+def test_cli_help_states_the_train_config_defaults():
+    """The help of `nicbeam train` is built from TrainConfig's defaults, so changing one cannot leave it stale."""
+    import argparse
+
+    from nicbeam.pipelines.cmd_train import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    helps = {a.dest: a.help for a in parser._actions}
+    cfg = TrainConfig(family="mbt2018-mean", model_config={})
+    assert f"default {cfg.lr:g};" in helps["lr"] and f"default {cfg.steps};" in helps["steps"]
+    assert f"default {cfg.decay_start})" in helps["decay_start"]
+    defaults = {a.dest: a.default for a in parser._actions}
+    assert (defaults["warmup_steps"], defaults["log_every"], defaults["val_every"]) == (
+        cfg.warmup_steps, cfg.log_every, cfg.val_every)
+

@@ -32,6 +32,9 @@ def default_data() -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nicbeam.training.config import train_defaults
+
+    d = train_defaults()  # the help states TrainConfig's defaults, so the two cannot drift apart
     parser.add_argument("--family", help="model family, e.g. bmshj2017-factorized or mbt2018-mean")
     parser.add_argument("--run-dir", required=True, help="work directory: checkpoint.pt, log, config")
     parser.add_argument("--data", default=None,
@@ -47,27 +50,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distortion", choices=("mse", "ms-ssim"), default="mse",
                         help="training distortion (new runs); ms-ssim needs --crop >= 161 (5-scale MS-SSIM)")
     # None = the TrainConfig default for a new run, the run's own value when resuming (given: replaces it)
-    parser.add_argument("--steps", type=int, default=None, help="(default 10000; with --resume: extends the run)")
-    parser.add_argument("--batch", type=int, default=None, help="(default 8; with --resume: replaces the run's)")
-    parser.add_argument("--crop", type=int, default=None, help="(default 128; with --resume: replaces the run's)")
-    parser.add_argument("--lr", type=float, default=None, help="(default 3e-4; with --resume: replaces the run's)")
-    parser.add_argument("--lr-final", type=float, default=None, help="(default 3e-5; with --resume: replaces the run's)")
+    replaces = "with --resume: replaces the run's"
+    parser.add_argument("--steps", type=int, default=None, help=f"(default {d['steps']}; with --resume: extends the run)")
+    parser.add_argument("--batch", type=int, default=None, help=f"(default {d['batch']}; {replaces})")
+    parser.add_argument("--crop", type=int, default=None, help=f"(default {d['crop']}; {replaces})")
+    parser.add_argument("--lr", type=float, default=None, help=f"(default {d['lr']:g}; {replaces})")
+    parser.add_argument("--lr-final", type=float, default=None, help=f"(default {d['lr_final']:g}; {replaces})")
     parser.add_argument("--decay-start", type=float, default=None,
-                        help="fraction of --steps where the cosine decay starts (default 0.7); with --resume: "
-                             "replaces the run's, e.g. resumed_step / steps to decay from where the run is")
-    parser.add_argument("--warmup-steps", type=int, default=0,
+                        help=f"fraction of --steps where the cosine decay starts (default {d['decay_start']}); {replaces}, "
+                             "e.g. resumed_step / steps to decay from where the run is")
+    parser.add_argument("--warmup-steps", type=int, default=d["warmup_steps"],
                         help="linear LR warm-up (new runs; advisable with --init-from, e.g. 500)")
-    parser.add_argument("--entropy-lr-scale", type=float, default=1.0,
+    parser.add_argument("--entropy-lr-scale", type=float, default=d["entropy_lr_scale"],
                         help="LR multiplier for the entropy-model densities (new runs)")
     parser.add_argument("--autocast", choices=("off", "bf16"), default=None,
                         help="run the transforms in bfloat16 (CPUs with AVX512-BF16, GPUs; ~1.5x faster here); "
                              "latents, entropy models and loss stay float32; may be switched when resuming")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=d["seed"])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda, cuda:N")
-    parser.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds")
-    parser.add_argument("--val-every", type=int, default=1000, help="steps")
-    parser.add_argument("--log-every", type=int, default=50, help="steps")
+    parser.add_argument("--checkpoint-every", type=float, default=None,
+                        help=f"seconds (default {d['checkpoint_every_s']:g}; {replaces})")
+    parser.add_argument("--val-every", type=int, default=d["val_every"], help="steps")
+    parser.add_argument("--log-every", type=int, default=d["log_every"], help="steps")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this")
     parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                         help="new run only: copy parameters of matching name and shape from another checkpoint")
@@ -137,7 +142,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if args.resume and not Path(cfg.data["folder"]).is_dir():
             raise SystemExit(f"training data folder {cfg.data['folder']!r} of this run is missing here: "
                              "pass --data FOLDER (the same corpus) to resume")
-        if args.max_minutes is None and args.checkpoint_every != 300.0:
+        if args.checkpoint_every is not None:
             cfg.checkpoint_every_s = args.checkpoint_every
     else:
         if not args.family:
@@ -156,7 +161,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         cfg = TrainConfig(
             family=args.family, model_config=model_config, **_given(args), warmup_steps=args.warmup_steps,
             seed=args.seed, entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion,
-            checkpoint_every_s=args.checkpoint_every,
+            **({"checkpoint_every_s": args.checkpoint_every} if args.checkpoint_every is not None else {}),
             val_every=args.val_every, log_every=args.log_every,
             data={"folder": str(args.data), "train_glob": args.train_glob or ["*"],
                   "val_glob": args.val_glob or ["bsds500_val_*"]},

@@ -19,13 +19,14 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from nicbeam.training.config import TrainConfig
 from nicbeam.training.data import ImageCache
 from nicbeam.training.registry import build_model, family_downsampling
 
@@ -42,49 +43,6 @@ def check_crops(cfg: "TrainConfig") -> None:
     for name in ("crop", "val_crop"):
         if getattr(cfg, name) % step:
             raise ValueError(f"{name}={getattr(cfg, name)} is not a multiple of {step}, the downsampling of {cfg.family}")
-
-
-@dataclass
-class TrainConfig:
-    family: str
-    model_config: dict[str, Any]
-    steps: int = 10000
-    batch: int = 8
-    crop: int = 128
-    lr: float = 3e-4
-    lr_final: float = 3e-5
-    decay_start: float = 0.7  # fraction of steps after which the LR decays (cosine) to lr_final
-    # linear LR warm-up over the first steps of a run: a warm start (--init-from) gets a fresh Adam, whose first
-    # updates are ~lr per parameter whatever the gradient. Seen here without it: two warm-started runs lost
-    # 0.65-0.85 dB validation PSNR at their top rate point in their first 1000 steps (fresh Adam; for one of
-    # them the LR also went back up from its annealed value; both had two new rate points to learn)
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    seed: int = 0
-    checkpoint_every_s: float = 300.0
-    val_every: int = 1000
-    log_every: int = 50
-    val_crop: int = 256
-    val_images: int = 12
-    distortion: str = "mse"  # mse | ms-ssim (the model's lambdas must be chosen for it)
-    entropy_lr_scale: float = 1.0  # LR multiplier for the entropy-model densities (they must sharpen a lot)
-    snapshot_every: int = 0  # keep a copy of the checkpoint every N steps (snapshot-stepN.pt), 0: never
-    # "bf16": the analysis/synthesis transforms run under bfloat16 autocast (CPUs with AVX512-BF16/AMX and GPUs:
-    # ~1.5x faster steps measured here); latents, entropy models and the loss stay float32. Validation is float32.
-    autocast: str = "off"
-    data: dict[str, Any] = field(default_factory=dict)
-    # one entry per `--resume` that changed the schedule: {"at_step": N, "changed": {option: [old, new]}}, so an
-    # exported recipe tells the whole run, not only the options of its last segment
-    resumes: list[dict[str, Any]] = field(default_factory=list)
-
-    def lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        start = int(self.decay_start * self.steps)
-        if step < start:
-            return self.lr
-        t = min(1.0, (step - start) / max(1, self.steps - start))
-        return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1 + math.cos(math.pi * t))
 
 
 def to_tensor(batch_u8: np.ndarray) -> torch.Tensor:
