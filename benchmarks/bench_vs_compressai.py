@@ -24,7 +24,8 @@ For each family (bmshj2017-factorized, mbt2018-mean) and quality, per Kodak imag
   ``compress``, and the entropy part of ``decompress`` (z decoding, h_s, y decoding) vs g_s.
 
 Weight mapping (identical maths unless stated): conv / deconv / h_a / entropy-bottleneck tensors copied by
-name and shape; GDN beta/gamma copied as *effective* values (nicbeam's reparametrisation pedestal is
+name and shape (a per-quality factorized prior: the rows of the measured quality, so CompressAI's single
+per-channel density is the one nicbeam codes that quality with); GDN beta/gamma copied as *effective* values (nicbeam's reparametrisation pedestal is
 2**-18, CompressAI's 2**-36, so raw parameters differ); nicbeam's per-quality gain units are folded into
 CompressAI's last g_a conv and first g_s deconv (exact; CompressAI has no gain units and pays nothing).
 CompressAI's h_s is wider (N->M->3M/2->2M vs nicbeam's N->N->3N/2->2M): nicbeam's integer h_s is
@@ -104,6 +105,11 @@ def build_compressai(codec: Any, quality: int) -> tuple[nn.Module, list[str]]:
     theirs = net.state_dict()
     new = {k: v.clone() for k, v in ours.state_dict().items()
            if k in theirs and theirs[k].shape == v.shape and not k.startswith("h_s.")}
+    rows = slice((quality - 1) * ours.M, quality * ours.M)
+    for k, v in ours.state_dict().items():  # per-quality prior (rows quality x M + channel): this quality's densities
+        if k.startswith("entropy_bottleneck.") and k in theirs and v.shape[0] == ours.M * ours.num_qualities \
+                and theirs[k].shape == v[rows].shape:
+            new[k] = v[rows].clone()
     for name, mod in ours.named_modules():  # GDN: effective beta/gamma through CompressAI's reparametrisation
         if isinstance(mod, GDN):
             cmod = net.get_submodule(name)
