@@ -286,3 +286,41 @@ def test_forged_payloads_raise_payload_errors_or_decode_to_the_declared_size(tin
         assert decoded.shape == image.shape and decoded.dtype == np.uint8
         outcomes["image"] += 1
     assert outcomes["error"] >= 9  # every truncated / extended / zeroed payload at least
+
+
+@pytest.mark.parametrize("kernel", [5, 3])
+def test_subpixel_deconvolution_is_the_same_function(kernel):
+    """The float64 decoder's sub-pixel form of a stride-2 transposed convolution computes the same output."""
+    from nicbeam.nn.layers import SubpixelConvTranspose2d, deconv
+
+    torch.manual_seed(kernel)
+    layer = deconv(8, 20, kernel=kernel).double()
+    x = torch.randn(2, 8, 7, 9, dtype=torch.float64)
+    with torch.no_grad():
+        expected, got = layer(x), SubpixelConvTranspose2d.from_deconv(layer)(x)
+    assert got.shape == expected.shape == (2, 20, 14, 18)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="stride-2"):
+        SubpixelConvTranspose2d.from_deconv(torch.nn.ConvTranspose2d(8, 4, 5, stride=1, padding=2))
+
+
+@pytest.mark.parametrize("name", ["bmshj2017-factorized", "mbt2018-mean"])
+def test_exact_decoder_pixels_match_a_plain_float64_synthesis(name):
+    """The exact decoder (float64 g_s, wide deconvolutions in sub-pixel form) gives the pixels a plain float64
+    copy of the model gives for the same latents."""
+    import copy
+
+    if not (weights_dir() / f"{name}.safetensors").exists():
+        pytest.skip(f"no shipped weights for {name}")
+    codec = get_codec(name, quality=6, device="cpu")
+    assert any(type(m).__name__ == "SubpixelConvTranspose2d" for m in codec.synthesis_model.g_s.modules())
+    plain = copy.deepcopy(codec.model).double().eval()
+    torch.manual_seed(0)
+    y_hat = torch.round(torch.randn(1, plain.M, 8, 12, dtype=torch.float64) * 3)
+    quality = torch.tensor([5])
+    with torch.no_grad():
+        ours = codec.synthesis_model.synthesis(y_hat, quality)
+        reference = plain.synthesis(y_hat, quality)
+    to_u8 = lambda t: torch.round(t.clamp(0, 1) * 255)  # noqa: E731
+    assert torch.equal(to_u8(ours), to_u8(reference))
+    assert float((ours - reference).abs().max()) < 1e-10

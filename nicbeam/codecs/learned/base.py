@@ -15,8 +15,10 @@ hyper-synthesis). The float synthesis transform is then evaluated in **float64**
 thread count changes the convolution summation order enough to flip about 20 of 1.2 M Kodak pixel values by
 one level (measured); in float64 the differences (~1e-15 relative) would have to land within ~1e-12 of a
 rounding boundary to show, so decoded pixels are identical across threads, batch sizes and devices in
-practice (this last step is not a mathematical guarantee, unlike the latents). It costs ~2.8x synthesis time
-on CPU (benchmarks/bench_vs_compressai.py); ``precision="fast"`` opts into float32 synthesis instead.
+practice (this last step is not a mathematical guarantee, unlike the latents). It costs ~3x synthesis time
+on CPU, with the wide transposed convolutions run as sub-pixel convolutions (faster in float64; see
+``nicbeam.nn.layers.subpixel_deconvs``, benchmarks/bench_vs_compressai.py); ``precision="fast"`` opts into
+float32 synthesis instead.
 
 Batching: ``encode_batch`` / ``decode_batch`` run tiles of equal padded size through the transforms in
 batches of up to ``max_batch`` tiles and ``max_batch_pixels`` pixels; entropy coding is per tile and exact, so the stream of an image does not
@@ -41,6 +43,7 @@ from nicbeam.codecs.errors import BitstreamError, InvalidParameterError, Payload
 from nicbeam.codecs.learned.refine import bf16_is_fast, refine_latents
 from nicbeam.codecs.learned.weights import Bundle, default_device, load_bundle, resolve_weights
 from nicbeam.codecs.params import ParamSpec
+from nicbeam.nn.layers import subpixel_deconvs
 
 PAYLOAD_VERSION = 1
 _SYNTH_LOCK = threading.Lock()
@@ -120,7 +123,9 @@ class LearnedCodec(Codec):
             return bundle.model
         with _SYNTH_LOCK:
             if "model64" not in bundle.extras:  # float64 copy for decoding, made once per weights file
-                bundle.extras["model64"] = copy.deepcopy(bundle.model).double()
+                model64 = copy.deepcopy(bundle.model).double()
+                subpixel_deconvs(model64.g_s)  # same function; float64 conv2d is faster than its deconv on CPU
+                bundle.extras["model64"] = model64
         return bundle.extras["model64"]
 
     @property
