@@ -103,8 +103,8 @@ class SubpixelConvTranspose2d(nn.Module):
         w = deconv.weight.detach()  # (cin, cout, k, k)
         cin, cout = w.shape[:2]
         half = k // 2
-        taps = 2 * ((half + 1) // 2) + 1  # input offsets -t..t that reach some output phase
-        t = taps // 2
+        t = (half + 1) // 2  # input offsets -t..t reach some output phase
+        taps = 2 * t + 1
         sub = w.new_zeros(cout, 2, 2, cin, taps, taps)
         for ry in range(2):
             for a in range(-t, t + 1):
