@@ -20,10 +20,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decompress": ("nicbeam.pipelines.cmd_decompress", "decode nicbeam streams back to images (Apache Beam job)"),
     "evaluate": ("nicbeam.pipelines.cmd_evaluate", "rate-distortion evaluation of codec settings (Apache Beam job)"),
     "train": ("nicbeam.pipelines.cmd_train", "train a learned codec"),
+    "recompress": ("nicbeam.pipelines.cmd_recompress", "recompress an archive to verified, smaller streams, resumably (Apache Beam job)"),
 }
 
 #: Subcommands whose unknown options are Beam pipeline options rather than mistakes.
-PASSES_PIPELINE_OPTIONS = {"compress", "decompress", "evaluate"}
+PASSES_PIPELINE_OPTIONS = {"compress", "decompress", "evaluate", "recompress"}
 
 
 def build_parser() -> argparse.ArgumentParser:
