@@ -1,0 +1,122 @@
+"""The transform codecs ``dct`` and ``dwt``: geometry, rate control, quality against their classical peers,
+rejection of damaged streams, and the shared adaptive range coder."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("constriction")
+
+from nicbeam.codecs import BitstreamError, container, get_codec  # noqa: E402
+from nicbeam.entropy.adaptive import AdaptiveDecoder, AdaptiveEncoder, AdaptiveModels  # noqa: E402
+from nicbeam.metrics.psnr import psnr  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "kodak" / "kodim23.png"
+CODECS = [("dct", {"subsampling": "420"}), ("dct", {"subsampling": "444"})]
+
+
+@pytest.fixture(scope="module")
+def crop() -> np.ndarray:
+    """A 128 x 192 natural-image crop (kodim23: parrots)."""
+    image = np.asarray(Image.open(SAMPLE).convert("RGB"))
+    return np.ascontiguousarray(image[200:328, 300:492])
+
+
+def _tiled(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.ascontiguousarray(image[np.arange(height) % image.shape[0]][:, np.arange(width) % image.shape[1]])
+
+
+def test_adaptive_coder_round_trip_with_escapes():
+    rng = np.random.default_rng(1)
+    enc, models = AdaptiveEncoder(), [AdaptiveModels(5, 4), AdaptiveModels(5, 16)]
+    groups = []
+    for _ in range(30):
+        ctx = rng.integers(0, 5, 40)
+        mags = np.minimum(rng.geometric(0.3, 40) - 1, 3)
+        mags[::7] = rng.integers(3, 1 << 20, mags[::7].size)  # far beyond the direct remainders
+        values = mags * rng.choice([-1, 1], 40)
+        groups.append((ctx, values))
+        enc.levels(mags, models[0], ctx)
+        capped = mags >= 3
+        enc.remainders(mags[capped], models[1], ctx[capped])
+        enc.signs(values)
+    dec, dmodels = AdaptiveDecoder(enc.finish()), [AdaptiveModels(5, 4), AdaptiveModels(5, 16)]
+    for ctx, values in groups:
+        mags = dec.levels(dmodels[0], ctx)
+        capped = mags >= 3
+        mags[capped] = dec.remainders(dmodels[1], ctx[capped])
+        np.testing.assert_array_equal(dec.signs(mags), values)
+    np.testing.assert_array_equal(models[0].counts, dmodels[0].counts)
+
+
+@pytest.mark.parametrize("name,params", CODECS)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (13, 7), (17, 33), (9000, 8)])
+def test_round_trip_keeps_any_geometry(crop, name, params, shape):
+    image = _tiled(crop, *shape)
+    codec = get_codec(name, **params)
+    decoded = codec.decode(codec.encode(image))
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    assert psnr(image, decoded) > 22
+
+
+@pytest.mark.parametrize("name,params", CODECS)
+def test_rate_grows_with_quality(crop, name, params):
+    sizes = [len(get_codec(name, quality=q, **params).encode(crop)) for q in (10, 40, 75, 95)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1] / 3
+
+
+@pytest.mark.parametrize("subsampling", ["420", "444"])
+def test_dct_beats_jpeg_at_the_same_quality_matrix(crop, subsampling):
+    """Same quantisation matrices as libjpeg: the adaptive coder must spend fewer bits for no worse PSNR."""
+    for quality in (50, 85):
+        jpeg = get_codec("jpeg", quality=quality, subsampling=subsampling)
+        dct = get_codec("dct", quality=quality, subsampling=subsampling)
+        j, d = jpeg.encode(crop), dct.encode(crop)
+        assert len(d) < 0.9 * len(j)
+        assert psnr(crop, dct.decode(d)) > psnr(crop, jpeg.decode(j)) - 0.5
+
+
+def test_dct_420_is_smaller_than_444(crop):
+    small = get_codec("dct", quality=75, subsampling="420").encode(crop)
+    full = get_codec("dct", quality=75, subsampling="444").encode(crop)
+    assert len(small) < len(full)
+
+
+@pytest.mark.parametrize("name,params", CODECS)
+def test_damaged_streams_raise_or_keep_geometry(crop, name, params):
+    codec = get_codec(name, quality=60, **params)
+    image = crop[:40, :56]
+    header, payload = container.unpack(codec.encode(image))
+    rng = np.random.default_rng(7)
+    forged = [payload[:-4], payload[:3], payload + b"\0\0\0\0" * 50, b"\0" * len(payload),
+              bytes(rng.integers(0, 256, len(payload), dtype=np.uint8))]
+    for _ in range(12):
+        data = bytearray(payload)
+        data[int(rng.integers(0, len(data)))] ^= 1 << int(rng.integers(0, 8))
+        forged.append(bytes(data))
+    errors = 0
+    for data in forged:
+        try:
+            decoded = codec.decode(container.pack(header, data))
+        except BitstreamError:
+            errors += 1
+            continue
+        assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    assert errors >= 1  # the 3-byte payload at least
+    wrong = dataclasses.replace(header, params={**header.params, "subsampling": "422"})
+    with pytest.raises(BitstreamError):
+        codec.decode(container.pack(wrong, payload))
+
+
+@pytest.mark.parametrize("name,params", CODECS)
+def test_decode_batch_equals_decode_and_other_settings_decode(crop, name, params):
+    image = crop[:24, :40]
+    streams = [get_codec(name, quality=q, **params).encode(image) for q in (20, 90)]
+    codec = get_codec(name, **params)
+    for got, stream in zip(codec.decode_batch(streams), streams):
+        np.testing.assert_array_equal(got, codec.decode(stream))
