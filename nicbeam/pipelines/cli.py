@@ -21,10 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("nicbeam.pipelines.cmd_evaluate", "rate-distortion evaluation of codec settings (Apache Beam job)"),
     "train": ("nicbeam.pipelines.cmd_train", "train a learned codec"),
     "recompress": ("nicbeam.pipelines.cmd_recompress", "recompress an archive to verified, smaller streams, resumably (Apache Beam job)"),
+    "latents": ("nicbeam.pipelines.cmd_latents", "entropy-decode the latents of learned-codec streams (Apache Beam job)"),
 }
 
 #: Subcommands whose unknown options are Beam pipeline options rather than mistakes.
-PASSES_PIPELINE_OPTIONS = {"compress", "decompress", "evaluate", "recompress"}
+PASSES_PIPELINE_OPTIONS = {"compress", "decompress", "evaluate", "latents", "recompress"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="store streams in Parquet (OUTPUT/_runs/<run_id>/bitstreams/) instead of one object each")
     parser.add_argument("--metrics", choices=("none", "fast", "all"), default="fast",
                         help="decode every stream to verify it and record quality: fast = PSNR, PSNR-Y (default)")
+    parser.add_argument("--export-latents", "--export_latents", dest="export_latents", nargs="?", const="parquet",
+                        choices=("parquet", "npy"),
+                        help="learned codecs: also write each image's quantised latents to OUTPUT/_runs/<run_id>/"
+                             "latents/ (parquet: arrays in the table; npy: OUTPUT/<name>.<array>.npy referenced "
+                             "from it); see docs/latents.md")
     parser.add_argument("--batch_size", type=int, default=8,
                         help="images of equal size per encode_batch call, for codecs that batch (learned codecs)")
     watch = parser.add_argument_group("streaming")

@@ -45,6 +45,10 @@ def write_outputs(
             ("bitstreams", BITSTREAM_SCHEMA, outputs["bitstreams"],
              {"size_column": "bitstream", "bytes_per_file": PACKED_BYTES_PER_FILE})
         )
+    if cfg.export_latents and "latents" in outputs:
+        from nicbeam.latents import LATENTS_SCHEMA, ROWS_PER_FILE
+
+        tables.append(("latents", LATENTS_SCHEMA, outputs["latents"], {"rows_per_file": ROWS_PER_FILE}))
     manifests = {}
     for name, schema, pcoll, kwargs in tables:
         if window_seconds:
@@ -134,7 +138,20 @@ def make_config(args: argparse.Namespace, run_id: str) -> JobConfig:
     from nicbeam.codecs.spec import make_setting, parse_params
 
     setting = make_setting(args.codec, parse_params(args.param))
-    return JobConfig.from_args(args, run_id, (setting,), pack=args.pack)
+    export_latents = getattr(args, "export_latents", None)
+    if export_latents:
+        from nicbeam.codecs import get_codec_class
+
+        if not callable(getattr(get_codec_class(setting.codec), "encode_batch_with_latents", None)):
+            raise LatentsUnsupportedError(
+                f"--export-latents needs a learned codec (bmshj2017-factorized, mbt2018-mean); "
+                f"{setting.codec!r} has no latents"
+            )
+    return JobConfig.from_args(args, run_id, (setting,), pack=args.pack, export_latents=export_latents)
+
+
+class LatentsUnsupportedError(ValueError):
+    """``--export-latents`` with a codec that has no latents (refused before the pipeline starts)."""
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -144,7 +161,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     opts.check_output_not_in_input(args.input, args.output)
     try:
         cfg = make_config(args, opts.check_run_id(args.run_id))
-    except (CodecError, UnknownCodecError) as exc:
+    except (CodecError, UnknownCodecError, LatentsUnsupportedError) as exc:
         print(f"nicbeam compress: {exc}", file=sys.stderr)
         return 2
     settings = [s.label for s in cfg.settings]

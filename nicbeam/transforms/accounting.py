@@ -220,7 +220,8 @@ def build_summary(run_url: str, *, job: str, settings: list[str], matched: int |
     """
     from nicbeam.transforms.paths import join
 
-    meta = table_column_values(join(run_url, "metadata"), ["source_uri", "setting"])
+    main_table = "latents" if job == "latents" else "metadata"  # the latents job's rows are its latents table
+    meta = table_column_values(join(run_url, main_table), ["source_uri", "setting"])
     errs = table_column_values(join(run_url, "errors"), ["source_uri", "setting", "reason"])
     ok_rows = len(meta["source_uri"])
     error_rows = len(errs["source_uri"])

@@ -47,6 +47,7 @@ from nicbeam.transforms.write import atomic_write
 
 ERRORS = "errors"
 BITSTREAMS = "bitstreams"
+LATENTS = "latents"
 
 
 @dataclass
@@ -91,6 +92,12 @@ class CodecDoFn(beam.DoFn):
         self._needs_bytes = any(getattr(c, "input_kind", "rgb8") == "jpeg" for c in codecs)
         self._needs_pixels = self.mode == "evaluate" or any(getattr(c, "input_kind", "rgb8") != "jpeg" for c in codecs)
         self._batching = self.cfg.batch_size > 1 and any(batches_natively(c) for c in codecs)
+        self._latents_writer = None
+        if self.cfg.export_latents:  # compress --export-latents (learned codecs, checked by the launcher)
+            from nicbeam.transforms.latents import LatentsWriter
+
+            self._latents_writer = LatentsWriter(run_id=self.cfg.run_id, output=self.cfg.output,
+                                                 tmp_url=self.cfg.tmp_url, storage=self.cfg.export_latents)
 
     def start_bundle(self):
         self._pending: dict[tuple, list[_Item]] = {}
@@ -168,7 +175,12 @@ class CodecDoFn(beam.DoFn):
             codec = self._codecs[setting.label]
             takes_bytes = getattr(codec, "input_kind", "rgb8") == "jpeg"
             faults.maybe_fail("before_encode", items[0].src.uri)
-            streams, encode_ms = self._encode(codec, items, takes_bytes)
+            if self._latents_writer is not None:
+                streams, latents, encode_ms = self._encode_with_latents(codec, items)
+            else:
+                streams, encode_ms = self._encode(codec, items, takes_bytes)
+                latents = [None] * len(items)
+            latents_of = {id(item): lat for item, lat in zip(items, latents)}
             live = [(i, s) for i, s in zip(items, streams) if not isinstance(s, BaseException)]
             for item, exc in zip(items, streams):
                 if isinstance(exc, BaseException):
@@ -222,6 +234,10 @@ class CodecDoFn(beam.DoFn):
                 )
                 if packed is not None:
                     item.outputs.append((BITSTREAMS, packed))
+                if self._latents_writer is not None:
+                    lat_row = self._latents_writer.row(latents_of[id(item)], source_uri=item.src.uri,
+                                                       bitstream_uri=uri, name=item.rel, setting=setting.label)
+                    item.outputs.append((LATENTS, lat_row))
                 item.outputs.append((None, row))
                 self._acc.ok(len(stream))
         return items
@@ -231,6 +247,14 @@ class CodecDoFn(beam.DoFn):
         """Encode the batch; if the batch call fails, encode image by image so only culprits fail."""
         inputs = [i.data if takes_bytes else i.pixels for i in items]
         return run_with_per_item_fallback(codec.encode_batch, codec.encode, inputs)
+
+    @staticmethod
+    def _encode_with_latents(codec, items: list[_Item]) -> tuple[list, list, float]:
+        """``_encode`` for ``--export-latents``: streams and the latents the encoder coded into them."""
+        results, ms = run_with_per_item_fallback(codec.encode_batch_with_latents,
+                                                 lambda im: codec.encode_with_latents(im), [i.pixels for i in items])
+        streams = [r if isinstance(r, BaseException) else r[0] for r in results]
+        return streams, [None if isinstance(r, BaseException) else r[1] for r in results], ms
 
     def _decode(self, codec, streams: list[bytes]) -> tuple[list, float | None]:
         if self.cfg.metrics == "none" or not streams:
@@ -293,9 +317,10 @@ class EncodeImages(beam.PTransform):
 
     def expand(self, sources):
         results = sources | "Codec" >> beam.ParDo(CodecDoFn(self.cfg, self.mode)).with_outputs(
-            ERRORS, BITSTREAMS, main="metadata"
+            ERRORS, BITSTREAMS, LATENTS, main="metadata"
         )
-        return {"metadata": results.metadata, "errors": results[ERRORS], "bitstreams": results[BITSTREAMS]}
+        return {"metadata": results.metadata, "errors": results[ERRORS], "bitstreams": results[BITSTREAMS],
+                "latents": results[LATENTS]}
 
 
 def run_with_per_item_fallback(batch_call, single_call, inputs: list) -> tuple[list, float]:

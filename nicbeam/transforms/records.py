@@ -56,6 +56,7 @@ class JobConfig:
     progress_dir: str | None = None
     device: str = "auto"
     torch_threads: int = 0  # intra-op threads per worker process for learned codecs; 0: PyTorch's default
+    export_latents: str | None = None  # compress: also write latents ("parquet" or "npy"); latents job: storage
 
     @property
     def run_url(self) -> str:

@@ -40,6 +40,7 @@ from nicbeam.codecs import container
 from nicbeam.codecs.base import Codec
 from nicbeam.codecs.container import Header, pack_chunks, unpack_chunks
 from nicbeam.codecs.errors import BitstreamError, InvalidParameterError, PayloadError
+from nicbeam.codecs.learned.latents import Latents, TileLatents, assemble, to_int32
 from nicbeam.codecs.learned.refine import bf16_is_fast, refine_latents
 from nicbeam.codecs.learned.weights import Bundle, default_device, load_bundle, resolve_weights
 from nicbeam.codecs.params import ParamSpec
@@ -50,7 +51,7 @@ _SYNTH_LOCK = threading.Lock()
 
 
 class LearnedCodec(Codec):
-    """Base for learned codecs; subclasses implement ``_encode_tiles`` and ``_decode_tile``."""
+    """Base for learned codecs; subclasses implement ``_encode_tiles`` and ``_decode_tile_latents``."""
 
     weights_name: ClassVar[str]
     downsampling: ClassVar[int] = 16
@@ -181,8 +182,28 @@ class LearnedCodec(Codec):
         payloads = self._encode_many(checked)
         return [self._wrap(im, p) for im, p in zip(checked, payloads)]
 
+    def encode_batch_with_latents(self, images: Sequence[Any]) -> list[tuple[bytes, Latents]]:
+        """Like ``encode_batch``, with each image's latents exactly as its stream codes them (taken on the
+        encoder side; ``decode_latents`` of the stream returns the same arrays)."""
+        checked = [self._check_input(im) for im in images]
+        tile_latents: dict[tuple[int, int], TileLatents] = {}
+        payloads = self._encode_many(checked, tile_latents)
+        out = []
+        for i, (im, payload) in enumerate(zip(checked, payloads)):
+            grid = self.tiles(*im.shape[:2])
+            image_latents = assemble([tile_latents[(i, k)] for k in range(len(grid))], grid)
+            stream = self._wrap(im, payload)
+            out.append((stream, self._latents(image_latents, container.parse_header(stream))))
+        return out
+
+    def encode_with_latents(self, image: Any) -> tuple[bytes, Latents]:
+        """One image: its stream and its latents."""
+        return self.encode_batch_with_latents([image])[0]
+
     @torch.no_grad()
-    def _encode_many(self, images: Sequence[np.ndarray]) -> list[bytes]:
+    def _encode_many(self, images: Sequence[np.ndarray],
+                     latents_out: dict[tuple[int, int], TileLatents] | None = None) -> list[bytes]:
+        """Payloads of ``images``; with ``latents_out``, also each (image, tile)'s coded latents."""
         jobs = []  # (image index, tile index, tile array)
         for i, im in enumerate(images):
             for k, (top, left, th, tw) in enumerate(self.tiles(*im.shape[:2])):
@@ -192,15 +213,23 @@ class LearnedCodec(Codec):
         for group in _groups(jobs, key=lambda j: j[2].shape, size=self._batch_size):
             x = self._to_tensor([j[2] for j in group])
             quality = torch.full((len(group),), q, dtype=torch.long, device=self._device)
-            for job, blob in zip(group, self._encode_tiles(x, quality)):
+            group_latents: list[TileLatents] = []
+            # the latents argument only when asked for: subclasses written before it keep working for streams
+            coded = self._encode_tiles(x, quality) if latents_out is None else self._encode_tiles(x, quality, group_latents)
+            for job, blob in zip(group, coded):
                 blobs[(job[0], job[1])] = blob
+            if latents_out is not None:
+                for job, tile in zip(group, group_latents):
+                    latents_out[(job[0], job[1])] = tile
         payloads = []
         for i, im in enumerate(images):
             n = len(self.tiles(*im.shape[:2]))
             payloads.append(bytes([PAYLOAD_VERSION]) + pack_chunks([blobs[(i, k)] for k in range(n)]))
         return payloads
 
-    def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor) -> list[bytes]:
+    def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor,
+                      latents_out: list[TileLatents] | None = None) -> list[bytes]:
+        """One blob per tile of the batch ``x``; appends each tile's coded latents to ``latents_out`` if given."""
         raise NotImplementedError
 
     def _refine(self, y: torch.Tensor, x: torch.Tensor, quality: torch.Tensor, center: torch.Tensor, rate_bits) -> torch.Tensor:
@@ -271,7 +300,46 @@ class LearnedCodec(Codec):
     def _decode_tile(self, blob: bytes, hp: int, wp: int, quality_index: int) -> torch.Tensor:
         """Entropy-decode one tile of padded size hp x wp (coded at 0-based ``quality_index``) into
         y_hat (M, hp/16, wp/16), float32 on the CPU."""
+        return torch.from_numpy(self._decode_tile_latents(blob, hp, wp, quality_index).y_hat)
+
+    def _decode_tile_latents(self, blob: bytes, hp: int, wp: int, quality_index: int) -> TileLatents:
+        """Entropy-decode one tile's latents (``y_hat`` float32, the coded symbols, ``z_hat``)."""
         raise NotImplementedError
+
+    # ----------------------------------------------------------------- latents only
+    def decode_latents(self, data: bytes, *, max_pixels: int = container.DEFAULT_MAX_PIXELS) -> Latents:
+        """Entropy-decode only the latents of a stream (no synthesis transform); the same checks as ``decode``
+        (container checksums, codec, parameters, weights digest), and BitstreamError on any defect."""
+        header, payload = container.unpack(data, max_pixels=max_pixels)
+        decoder = self._decoder_for(header)
+        try:
+            return decoder._decode_latents_payload(payload, header)
+        except BitstreamError:
+            raise
+        except Exception as exc:
+            raise PayloadError(f"{self.name} latents could not be decoded: {type(exc).__name__}: {exc}") from exc
+
+    @torch.no_grad()
+    def _decode_latents_payload(self, payload: bytes, header: Header) -> Latents:
+        self.bundle  # load (tables)
+        grid = self.tiles(header.height, header.width)
+        blobs = self._split(payload, len(grid))
+        q = int(header.params["quality"]) - 1
+        tiles = [self._decode_tile_latents(blob, *self.padded(th, tw), q) for (_, _, th, tw), blob in zip(grid, blobs)]
+        return self._latents(assemble(tiles, grid), header)
+
+    def _latents(self, tiles: TileLatents, header: Header) -> Latents:
+        """An image's assembled latents with the stream's identity (codec, parameters, digest, size)."""
+        return Latents(
+            codec=header.codec,
+            params=dict(header.params),
+            model_digest=header.model_digest_hex,
+            height=header.height,
+            width=header.width,
+            y_hat=np.ascontiguousarray(tiles.y_hat, dtype=np.float32),
+            y_symbols=to_int32(tiles.y_symbols, "y symbol"),
+            z_hat=None if tiles.z_hat is None else to_int32(tiles.z_hat, "z_hat"),
+        )
 
 
 def _groups(jobs: list, key, size):

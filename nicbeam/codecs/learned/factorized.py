@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from nicbeam.codecs.learned.base import LearnedCodec
+from nicbeam.codecs.learned.latents import TileLatents
 from nicbeam.entropy.coder import Decoder, Encoder, TableSet
 
 
@@ -25,7 +26,8 @@ class FactorizedCodec(LearnedCodec):
         t = bundle.tensors
         bundle.extras["y_tables"] = TableSet.from_tensors(t, "tables.y")
 
-    def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor) -> list[bytes]:
+    def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor,
+                      latents_out: list[TileLatents] | None = None) -> list[bytes]:
         tables = self.bundle.extras["y_tables"]
         y = self.model.analysis(x, quality)
         if self.params["refine"]:
@@ -39,17 +41,20 @@ class FactorizedCodec(LearnedCodec):
             for c in range(s.shape[0]):
                 enc.encode(s[c].ravel(), tables, first + c)
             blobs.append(enc.finish())
+            if latents_out is not None:  # y_hat is the coded symbols themselves
+                latents_out.append(TileLatents(s.astype(np.float32), s))
         return blobs
 
     def _first_row(self, quality_index: int) -> int:
         """Table row of channel 0 at this quality: tables are per channel, or per (quality, channel)."""
         return quality_index * self.model.M if self.model.prior == "per-quality" else 0
 
-    def _decode_tile(self, blob: bytes, hp: int, wp: int, quality_index: int) -> torch.Tensor:
+    def _decode_tile_latents(self, blob: bytes, hp: int, wp: int, quality_index: int) -> TileLatents:
         tables = self.bundle.extras["y_tables"]
         h, w = hp // 16, wp // 16
         dec = Decoder(blob)
         first = self._first_row(quality_index)
         chans = [dec.decode(h * w, tables, first + c) for c in range(self.model.M)]
         dec.flush_escapes()
-        return torch.from_numpy(np.stack(chans).reshape(-1, h, w).astype(np.float32))
+        symbols = np.stack(chans).reshape(-1, h, w)
+        return TileLatents(symbols.astype(np.float32), symbols)

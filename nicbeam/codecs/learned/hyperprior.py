@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from nicbeam.codecs.learned.base import LearnedCodec
+from nicbeam.codecs.learned.latents import TileLatents
 from nicbeam.entropy.coder import Decoder, Encoder, TableSet
 from nicbeam.entropy.integer_net import IntegerHyperSynthesis, scale_table
 from nicbeam.nn.entropy_models import gaussian_likelihood
@@ -32,7 +33,8 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
         ex["int_hs"] = IntegerHyperSynthesis.from_tensors(t, "int_hs.")
         ex["scale_values"] = torch.from_numpy(scale_table()).to(torch.float32)  # scale of each scale index
 
-    def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor) -> list[bytes]:
+    def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor,
+                      latents_out: list[TileLatents] | None = None) -> list[bytes]:
         ex, model = self.bundle.extras, self.model
         y = model.analysis(x, quality)
         z = torch.round(model.h_a(y)).cpu()
@@ -60,9 +62,12 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
                     enc.encode(flat_sym[order[pos : pos + n]], ex["g_tables"], j)
                     pos += n
             blobs.append(enc.finish())
+            if latents_out is not None:  # y_hat computed as the decoder computes it: symbols + means in float32
+                y_hat = torch.from_numpy(sym[b].astype(np.float32)) + means[b]
+                latents_out.append(TileLatents(y_hat.numpy(), sym[b], zs[b]))
         return blobs
 
-    def _decode_tile(self, blob: bytes, hp: int, wp: int, quality_index: int) -> torch.Tensor:
+    def _decode_tile_latents(self, blob: bytes, hp: int, wp: int, quality_index: int) -> TileLatents:
         ex, model = self.bundle.extras, self.model
         zh, zw = hp // 64, wp // 64
         dec = Decoder(blob)
@@ -83,5 +88,6 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
         dec.flush_escapes()  # fills escaped values in the arrays of `parts`
         for where, values in parts:
             flat_sym[where] = values
-        sym = torch.from_numpy(flat_sym.reshape(means.shape[1:]).astype(np.float32))
-        return sym + means[0]
+        symbols = flat_sym.reshape(means.shape[1:])
+        y_hat = torch.from_numpy(symbols.astype(np.float32)) + means[0]
+        return TileLatents(y_hat.numpy(), symbols, z[0].numpy().astype(np.int64))

@@ -1,0 +1,51 @@
+"""The latents job: existing streams (``.nicb`` objects or packed Parquet) -> their entropy-decoded latents
+(no synthesis transform) in ``OUTPUT/_runs/<run_id>/latents/`` (or ``.npy`` objects referenced from it),
+and an ``errors`` table, with the same accounting as the other jobs (every stream in exactly one table)."""
+
+from __future__ import annotations
+
+import argparse
+
+from nicbeam.transforms.records import JobConfig
+
+
+def build_batch(pipeline, cfg: JobConfig, input_spec: str, *, packed: bool = False):
+    from nicbeam.latents import LATENTS_SCHEMA, ROWS_PER_FILE
+    from nicbeam.transforms.decode import ReadPackedStreams
+    from nicbeam.transforms.io import MatchInputs
+    from nicbeam.transforms.latents import LATENTS, DecodeLatents
+    from nicbeam.transforms.paths import BITSTREAM_SUFFIX, join
+    from nicbeam.transforms.schema import ERROR_SCHEMA
+    from nicbeam.transforms.write import WriteTable
+
+    if packed:
+        streams = pipeline | "ReadPacked" >> ReadPackedStreams(input_spec, run_url=cfg.run_url,
+                                                               progress_dir=cfg.progress_dir)
+    else:
+        streams = pipeline | "Match" >> MatchInputs(input_spec, run_url=cfg.run_url, suffix=BITSTREAM_SUFFIX,
+                                                    progress_dir=cfg.progress_dir)
+    outputs = streams | "Latents" >> DecodeLatents(cfg)
+    return {
+        LATENTS: outputs[LATENTS] | "WriteLatents" >> WriteTable(
+            join(cfg.run_url, LATENTS), join(cfg.tmp_url, LATENTS), LATENTS_SCHEMA, rows_per_file=ROWS_PER_FILE),
+        "errors": outputs["errors"] | "WriteErrors" >> WriteTable(
+            join(cfg.run_url, "errors"), join(cfg.tmp_url, "errors"), ERROR_SCHEMA),
+    }
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from nicbeam.pipelines import options as opts
+
+    opts.check_output_not_in_input(args.input, args.output)
+    cfg = JobConfig(
+        run_id=opts.check_run_id(args.run_id),
+        output=args.output.rstrip("/"),
+        max_pixels=args.max_pixels,
+        device=args.device,
+        torch_threads=args.torch_threads,
+        export_latents=args.format,
+    )
+    return opts.run_job(
+        job="latents", args=args, extra=extra, cfg=cfg, settings=[],
+        build=lambda p, c: build_batch(p, c, args.input, packed=args.packed),
+    )

@@ -1,0 +1,127 @@
+"""Latents in Beam jobs: the rows (and ``.npy`` objects) of ``compress --export-latents``, and the step of
+``nicbeam latents``, which entropy-decodes only the latents of existing streams (no synthesis transform).
+
+``.npy`` objects are written atomically at ``OUTPUT/<name>.<array>.npy``, ``<name>`` being the image's
+relative path (compress) or the stream's without ``.nicb`` (latents), so a retried bundle or a re-run
+overwrites the same objects. In the latents job every stream ends in the latents table or the errors table
+with the reason of the check that failed, as in ``decompress``.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from nicbeam.latents import ARRAYS, latents_row, npy_bytes
+from nicbeam.transforms.accounting import Accounting, worker_id
+from nicbeam.transforms.codec_runtime import SharedCodecCache, set_torch_threads
+from nicbeam.transforms.decode import PackedStream
+from nicbeam.transforms.encode import ERRORS
+from nicbeam.transforms.io import StorageReadError, read_bytes
+from nicbeam.transforms.paths import BITSTREAM_SUFFIX, UnsafePathError, join, resolve, safe_relative_path
+from nicbeam.transforms.records import JobConfig, error_row
+from nicbeam.transforms.write import atomic_write
+
+LATENTS = "latents"
+
+
+class LatentsWriter:
+    """Turns one image's latents into its table row, writing the ``.npy`` objects first for ``npy``
+    storage; built in a DoFn's ``setup``."""
+
+    def __init__(self, *, run_id: str, output: str, tmp_url: str, storage: str) -> None:
+        if storage not in ("parquet", "npy"):
+            raise ValueError(f"latents storage must be parquet or npy, not {storage!r}")
+        self.run_id, self.output, self.storage = run_id, output, storage
+        self._fs, self._root = resolve(output)
+        _, self._tmp_root = resolve(tmp_url)
+
+    def row(self, latents, *, source_uri: str, bitstream_uri: str | None, name: str, setting: str) -> dict:
+        npy_uris = None
+        if self.storage == "npy":
+            npy_uris = {}
+            for array_name in ARRAYS:
+                array = getattr(latents, array_name)
+                if array is None:
+                    continue
+                rel = safe_relative_path(f"{name}.{array_name}.npy")
+                atomic_write(self._fs, join(self._root, rel), npy_bytes(array), tmp_dir=join(self._tmp_root, "objects"))
+                npy_uris[array_name] = join(self.output, rel)
+        return latents_row(latents, run_id=self.run_id, source_uri=source_uri, bitstream_uri=bitstream_uri,
+                           path=name, setting=setting, worker=worker_id(), npy_uris=npy_uris)
+
+
+class DecodeLatentsDoFn(beam.DoFn):
+    """Streams (``SourceFile``s or ``PackedStream``s) -> latents rows (main) and error rows (``errors``)."""
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+        self._shared = SharedCodecCache(cfg.device)
+
+    def setup(self):
+        set_torch_threads(self.cfg.torch_threads)
+        self._cache = self._shared.acquire()
+        self._acc = Accounting(self.cfg.progress_dir)
+        self._writer = LatentsWriter(run_id=self.cfg.run_id, output=self.cfg.output, tmp_url=self.cfg.tmp_url,
+                                     storage=self.cfg.export_latents or "parquet")
+
+    def finish_bundle(self):
+        self._acc.flush()
+
+    def _fail(self, uri: str, stage: str, reason: str, message: str, setting: str | None = None):
+        self._acc.failed(reason)
+        return beam.pvalue.TaggedOutput(ERRORS, error_row(self.cfg, uri, stage, reason, message, setting))
+
+    def process(self, src):
+        from nicbeam.codecs.container import parse_header
+        from nicbeam.codecs.errors import BitstreamError
+        from nicbeam.codecs.spec import make_setting
+
+        try:
+            rel = safe_relative_path(src.rel_path)
+        except UnsafePathError as exc:
+            yield self._fail(src.uri, "match", exc.reason, str(exc))
+            return
+        if isinstance(src, PackedStream):
+            data = src.data
+        else:
+            try:
+                data = read_bytes(src.uri)
+            except StorageReadError as exc:
+                yield self._fail(src.uri, "read", exc.reason, str(exc))
+                return
+        self._acc.read(len(data))
+        if not data:
+            yield self._fail(src.uri, "decode", "empty", "stream is empty (0 bytes)")
+            return
+        setting = None
+        try:
+            header = parse_header(data, max_pixels=self.cfg.max_pixels)
+            setting = make_setting(header.codec, dict(header.params)).label
+            codec = self._cache.for_header(header)
+            if not callable(getattr(codec, "decode_latents", None)):
+                yield self._fail(src.uri, "decode", "no_latents",
+                                 f"codec {header.codec!r} is not a learned codec: its streams have no latents", setting)
+                return
+            latents = codec.decode_latents(data, max_pixels=self.cfg.max_pixels)
+        except BitstreamError as exc:
+            yield self._fail(src.uri, "decode", exc.reason, f"{type(exc).__name__}: {exc}", setting)
+            return
+        except Exception as exc:
+            yield self._fail(src.uri, "decode", "codec_failure", f"{type(exc).__name__}: {exc}", setting)
+            return
+        row = self._writer.row(latents, source_uri=src.uri, bitstream_uri=src.uri,
+                               name=rel.removesuffix(BITSTREAM_SUFFIX), setting=setting)
+        self._acc.ok(sum(getattr(latents, a).nbytes for a in ARRAYS if getattr(latents, a) is not None))
+        yield row
+
+
+class DecodeLatents(beam.PTransform):
+    """Streams -> ``{"latents": rows, "errors": rows}``."""
+
+    def __init__(self, cfg: JobConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, streams):
+        results = streams | "DecodeLatents" >> beam.ParDo(DecodeLatentsDoFn(self.cfg)).with_outputs(ERRORS, main=LATENTS)
+        return {LATENTS: results[LATENTS], "errors": results[ERRORS]}
