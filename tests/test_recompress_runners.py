@@ -1,0 +1,101 @@
+"""``nicbeam recompress`` on the runners compress runs on: the FnApiRunner with worker processes, Beam's
+portable job service with an external SDK worker pool, and an offline Dataflow dry run (``apache-beam[gcp]``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_pipeline_runners import free_port, wait_for_port, worker_env  # noqa: F401  (fixture)
+from tests.test_recompress import jpeg_corpus, manifest
+from tests.test_pipeline_compress import cli, write_tree
+
+
+def check_run(out, files) -> dict:
+    rows = manifest(out)
+    assert set(rows) == set(files)
+    assert {k for k, r in rows.items() if r["status"] == "recompressed"} == {
+        "a/q90_420.jpg", "a/q75_444.jpg", "b/progressive.jpeg", "b/lossless.png"}
+    assert all(r["verified"] for r in rows.values() if r["status"] == "recompressed")
+    return rows
+
+
+def test_recompress_with_worker_processes(tmp_path, worker_env, capsys):  # noqa: F811
+    files = jpeg_corpus()
+    src = write_tree(tmp_path / "in", files)
+    out = tmp_path / "out"
+    code = cli("recompress", src, out, "--mode", "lossless-jpeg,lossless", "--lossless-codec", "png",
+               "--lossless-codec", "webp", "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+               "--progress_interval", "1")
+    assert code == 0
+    assert "running_mode=multi_processing, num_workers=2" in capsys.readouterr().err
+    rows = check_run(out, files)
+    assert all(r["worker"].rsplit(":", 1)[1] != str(os.getpid()) for r in rows.values())
+
+
+@pytest.mark.timeout(240)
+def test_recompress_on_the_portable_runner_with_an_external_worker_pool(tmp_path, worker_env):  # noqa: F811
+    job_port, pool_port = free_port(), free_port()
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    job_service = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    pool = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(job_port, job_service)
+        wait_for_port(pool_port, pool)
+        files = jpeg_corpus()
+        src = write_tree(tmp_path / "in", files)
+        out = tmp_path / "out"
+        code = cli("recompress", src, out, "--mode", "lossless-jpeg", "--mode", "lossless",
+                   "--lossless-codec", "png", "--lossless-codec", "webp",
+                   "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
+                   "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}",
+                   "--progress_interval", "0")
+        assert code == 0
+        rows = check_run(out, files)
+        assert all(r["worker"].rsplit(":", 1)[1] != str(os.getpid()) for r in rows.values())
+    finally:
+        for proc in (pool, job_service):
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_dataflow_dry_run_translates_the_recompress_pipeline():
+    try:
+        from apache_beam.runners.dataflow.internal import apiclient  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"Dataflow dry run needs the gcp extra: pip install 'apache-beam[gcp]' ({exc})")
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from nicbeam.codecs.spec import make_setting
+    from nicbeam.pipelines.recompress import build_batch
+    from nicbeam.transforms.recompress import RecompressConfig
+
+    options = PipelineOptions([
+        "--runner=DataflowRunner", "--dry_run=True", "--no_auth", "--project=nicbeam-test",
+        "--region=us-central1", "--temp_location=gs://nicbeam-test/tmp", "--sdk_location=container",
+        "--job_name=nicbeam-recompress-dry-run",
+    ])
+    cfg = RecompressConfig(run_id="dry", output="gs://nicbeam-test/archive/recompressed",
+                           modes=("lossless-jpeg", "target-quality"), target_codec="webp",
+                           target_metric="psnr", target_value=38.0, settings=(make_setting("jpeg-transcode"),))
+    pipeline = beam.Pipeline(options=options)
+    build_batch(pipeline, cfg, "gs://nicbeam-test/archive")
+    result = pipeline.run()
+    result.wait_until_finish()
+    names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
+    assert {"Match", "Recompress/Recompress", "WriteManifest", "WriteErrors"} <= names
+    assert result.job.proto.type_.name == "JOB_TYPE_BATCH"
