@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from nicbeam.analysis.summary import (
+    LOWER_IS_BETTER,
     METRIC_LABELS,
+    QUALITY_COLUMNS,
     _norm_value,
     codec_defaults,
     curve_labels,
@@ -31,6 +33,29 @@ BD_METRICS: tuple[str, ...] = ("psnr_rgb", "psnr_y", "ms_ssim_db", "psnr_hvs", "
 AUC_METRICS: tuple[str, ...] = ("psnr_rgb", "ms_ssim", "psnr_hvs", "psnr_hvs_m")
 #: Points a curve needs for BD-rate: the four rate points of the JVET/JCT-VC common test conditions.
 MIN_BD_POINTS = 4
+#: Summary columns BD-rate can be computed on, and short names accepted for them (``--bd-metric``).
+BD_METRIC_CHOICES: tuple[str, ...] = (*QUALITY_COLUMNS, "ms_ssim_db", "ms_ssim_db_mean")
+BD_METRIC_ALIASES: dict[str, str] = {"psnr": "psnr_rgb", "ms-ssim": "ms_ssim_db", "psnr-hvs": "psnr_hvs",
+                                     "psnr-hvs-m": "psnr_hvs_m", "nima": "nima_mean"}
+
+
+def resolve_bd_metrics(names: Sequence[str]) -> tuple[str, ...]:
+    """Summary columns for metric names or aliases, in order, without repeats; ValueError for unknown ones."""
+    resolved = []
+    for name in names:
+        column = BD_METRIC_ALIASES.get(name.strip().lower(), name.strip())
+        if column not in BD_METRIC_CHOICES:
+            raise ValueError(f"unknown BD-rate metric {name!r}; choose from {', '.join(BD_METRIC_CHOICES)} "
+                             f"or {', '.join(BD_METRIC_ALIASES)}")
+        if column not in resolved:
+            resolved.append(column)
+    return tuple(resolved)
+
+
+def default_bd_metrics(summary: pd.DataFrame) -> tuple[str, ...]:
+    """:data:`BD_METRICS`, plus ``lpips`` when the run computed it (some finite value in the summary)."""
+    has_lpips = "lpips" in summary.columns and bool(np.isfinite(summary["lpips"].to_numpy(np.float64)).any())
+    return (*BD_METRICS, "lpips") if has_lpips else BD_METRICS
 
 
 # --------------------------------------------------------------------------------------------- anchor
@@ -128,12 +153,13 @@ def _compare(
             math.nan,
             f"no quality overlap (anchor {qa.min():.4g}..{qa.max():.4g}, curve {qt.min():.4g}..{qt.max():.4g})",
         )
+    higher = metric not in LOWER_IS_BETTER
     try:
-        rate_pct = bd_rate(ra, qa, rt, qt, min_points=min_points)
+        rate_pct = bd_rate(ra, qa, rt, qt, min_points=min_points, higher_is_better=higher)
     except ValueError as err:
         return math.nan, math.nan, str(err)
     try:
-        quality_delta = bd_psnr(ra, qa, rt, qt, min_points=min_points)
+        quality_delta = bd_psnr(ra, qa, rt, qt, min_points=min_points, higher_is_better=higher)
     except ValueError:
         quality_delta = math.nan  # rate ranges do not overlap; the BD-rate above still stands
     return rate_pct, quality_delta, ""
@@ -160,7 +186,9 @@ def bd_table(
     One row per curve (the anchor included, at 0 %), columns ``curve``, ``codec``, ``anchor``,
     ``n_points``, then for each metric ``bd_rate_<metric>`` (percent; negative = the curve needs fewer
     bits than the anchor for the same quality) and ``bd_<metric>`` (mean quality difference at equal
-    rate, in the metric's unit: BD-PSNR for PSNR), and ``note`` explaining each NaN. Rates are the mean
+    rate, in the metric's unit: BD-PSNR for PSNR; for :data:`LOWER_IS_BETTER` metrics such as LPIPS the
+    curves are compared on negated values and a negative ``bd_<metric>`` means better), and ``note``
+    explaining each NaN. Rates are the mean
     per-image bpp of each setting; a curve needs ``min_points`` points with finite values.
     """
     anchor_label = resolve_anchor(summary, anchor_curve)

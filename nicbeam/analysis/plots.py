@@ -17,13 +17,15 @@ import numpy as np
 import pandas as pd
 
 from nicbeam.analysis._io import Writer
-from nicbeam.analysis.summary import METRIC_LABELS, METRIC_UNITS, curve_labels, curve_points
+from nicbeam.analysis.summary import LOWER_IS_BETTER, METRIC_LABELS, METRIC_UNITS, curve_labels, curve_points
 
 #: The RD plots written by :func:`write_plots`: summary column -> file name.
 RD_PLOTS: dict[str, str] = {
     "psnr_rgb": "rd_psnr_rgb.png",
     "ms_ssim_db": "rd_ms_ssim_db.png",
     "psnr_hvs_m": "rd_psnr_hvs_m.png",
+    "lpips": "rd_lpips.png",  # drawn only when the run computed it (evaluate --metric lpips)
+    "nima_mean": "rd_nima_mean.png",
 }
 #: File name of the encode/decode time plot.
 TIMING_PLOT = "timing.png"
@@ -36,7 +38,8 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
 def _metric_axis_label(metric: str) -> str:
     name = METRIC_LABELS.get(metric, metric)
     unit = METRIC_UNITS.get(metric, "")
-    return f"{name} [{unit}]" if unit else name
+    label = f"{name} [{unit}]" if unit else name
+    return f"{label}, lower is better" if metric in LOWER_IS_BETTER else label
 
 
 def curve_styles(summary: pd.DataFrame, anchor: str | None = None) -> dict[str, dict[str, Any]]:
@@ -94,7 +97,7 @@ def rd_figure(
     ax.grid(True, which="major", alpha=0.35)
     ax.minorticks_on()
     ax.grid(True, which="minor", alpha=0.12)
-    ax.legend(loc="lower right", fontsize="small", framealpha=0.9)
+    ax.legend(loc="upper right" if metric in LOWER_IS_BETTER else "lower right", fontsize="small", framealpha=0.9)
     return fig
 
 

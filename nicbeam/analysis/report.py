@@ -27,7 +27,7 @@ import pandas as pd
 from nicbeam.analysis._io import Writer
 from nicbeam.analysis.bd import (
     AUC_METRICS,
-    BD_METRICS,
+    default_bd_metrics,
     MIN_BD_POINTS,
     auc_table,
     bd_table,
@@ -121,6 +121,9 @@ def _megapixels(pixels: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------- sections
+_PERCEPTUAL_HEADERS = {"lpips": "LPIPS (lower = closer)", "nima_mean": "NIMA mean"}
+
+
 def _rd_points_section(summary: pd.DataFrame) -> list[str]:
     out = ["## RD points per curve", ""]
     out.append(
@@ -132,9 +135,10 @@ def _rd_points_section(summary: pd.DataFrame) -> list[str]:
         points = curve_points(summary, label)
         swept = points["swept_param"].iloc[0]
         out += [f"### {label}", ""]
+        perceptual = [c for c in ("lpips", "nima_mean") if c in points and points[c].notna().any()]
         header = ["Setting"] + ([str(swept)] if swept else []) + [
             "bpp", "PSNR (dB)", "PSNR-Y (dB)", "MS-SSIM", "MS-SSIM (dB)", "PSNR-HVS (dB)", "PSNR-HVS-M (dB)",
-            "Images",
+            *(_PERCEPTUAL_HEADERS[c] for c in perceptual), "Images",
         ]
         rows = []
         for _, r in points.iterrows():
@@ -143,7 +147,8 @@ def _rd_points_section(summary: pd.DataFrame) -> list[str]:
                 + ([r["swept_value"] if r["swept_value"] is not None else "–"] if swept else [])
                 + [
                     _bpp(r["bpp"]), _num(r["psnr_rgb"]), _num(r["psnr_y"]), _num(r["ms_ssim"], 4),
-                    _num(r["ms_ssim_db"]), _num(r["psnr_hvs"]), _num(r["psnr_hvs_m"]), _count(r["n_images"]),
+                    _num(r["ms_ssim_db"]), _num(r["psnr_hvs"]), _num(r["psnr_hvs_m"]),
+                    *(_num(r[c], 4 if c == "lpips" else 3) for c in perceptual), _count(r["n_images"]),
                 ]
             )
         out += [_md_table(header, rows), ""]
@@ -266,6 +271,18 @@ def _method_section(anchor: str | None, bd_written: bool) -> list[str]:
     ]
 
 
+def _perceptual_models(frame: pd.DataFrame) -> list[str]:
+    """Which LPIPS / NIMA networks (trunk and weights SHA-256) produced the perceptual columns, if any."""
+    out = []
+    for column, name in (("lpips_model", "LPIPS"), ("nima_model", "NIMA")):
+        if column in frame.columns:
+            models = sorted(str(m) for m in frame[column].dropna().unique())
+            if models:
+                out.append(f"- **{name}** network (trunk:weights SHA-256): " + ", ".join(f"`{m}`" for m in models)
+                           + ". The scores are only as meaningful as these weights (see docs/perceptual.md).")
+    return out + [""] if out else []
+
+
 # --------------------------------------------------------------------------------------------- entry point
 def write_report(
     metadata: Any,
@@ -274,7 +291,7 @@ def write_report(
     *,
     compare_to: Sequence[str] = (),
     title: str = "Image compression report",
-    bd_metrics: Sequence[str] = BD_METRICS,
+    bd_metrics: Sequence[str] | None = None,
     auc_metrics: Sequence[str] = AUC_METRICS,
 ) -> Path | str:
     """Summarise evaluate-job metadata into tables, plots and ``report.md`` under ``output_dir``.
@@ -283,7 +300,8 @@ def write_report(
     pyarrow Table, pandas DataFrame). ``anchor`` names the BD-rate reference curve: a curve label
     (``jpeg (subsampling=420)``) or a codec spec (``jpeg:subsampling=420``); by default the 4:2:0 JPEG curve,
     else the first curve. ``compare_to``: further anchors (same forms), each adding a BD-rate section and its
-    rows to ``bd_rate.csv``; one that matches no curve is noted in the report, not raised. Returns the path
+    rows to ``bd_rate.csv``; one that matches no curve is noted in the report, not raised. ``bd_metrics``:
+    summary columns to compute BD-rate on (default :func:`~nicbeam.analysis.bd.default_bd_metrics`). Returns the path
     of ``report.md``: a :class:`pathlib.Path` for a local folder, the URL string for an fsspec URL.
     """
     from nicbeam.analysis.plots import RD_PLOTS, write_plots
@@ -291,6 +309,7 @@ def write_report(
     frame = load_metadata(metadata)
     summary = rd_summary(frame)
     stats = corpus_stats(frame)
+    bd_metrics = default_bd_metrics(summary) if bd_metrics is None else tuple(bd_metrics)
     writer = Writer(output_dir)
 
     writer.write_text("summary.csv", summary.to_csv(index=False))
@@ -358,7 +377,8 @@ def write_report(
     if curves:
         lines.append(
             "One line per curve through its settings' RD points (mean bpp, mean quality); up and to the left is "
-            "better." + (" The anchor is dashed." if anchor_label else "")
+            "better" + (" (for LPIPS, a distance: down and to the left)" if "lpips" in plots else "") + "."
+            + (" The anchor is dashed." if anchor_label else "")
         )
         lines.append("")
         for metric in RD_PLOTS:
@@ -379,5 +399,6 @@ def write_report(
     lines += _lossless_section(lossless)
     lines += _timing_section(summary, plots.get("timing"))
     lines += _method_section(anchor_label, bd is not None)
+    lines += _perceptual_models(frame)
     writer.write_text(REPORT_FILE, "\n".join(lines).rstrip() + "\n")
     return writer.location(REPORT_FILE)

@@ -60,8 +60,13 @@ SWEPT_PARAM_NAMES: tuple[str, ...] = (
     "psnr",
 )
 
-#: Per-image quality columns averaged into each RD point (higher is better for all of them).
-QUALITY_COLUMNS: tuple[str, ...] = ("psnr_rgb", "psnr_y", "ms_ssim", "psnr_hvs", "psnr_hvs_m")
+#: Per-image quality columns averaged into each RD point (higher is better except :data:`LOWER_IS_BETTER`;
+#: the perceptual ones are null unless the job ran ``--metric lpips`` / ``--metric nima``).
+QUALITY_COLUMNS: tuple[str, ...] = ("psnr_rgb", "psnr_y", "ms_ssim", "psnr_hvs", "psnr_hvs_m", "lpips", "nima_mean",
+                                    "nima_std")
+
+#: Metric columns where lower is better (distances): BD-rate, plots and tables orient them accordingly.
+LOWER_IS_BETTER: frozenset[str] = frozenset({"lpips"})
 
 #: Readable names of the summary's metric columns, used by tables and plots.
 METRIC_LABELS: dict[str, str] = {
@@ -73,6 +78,9 @@ METRIC_LABELS: dict[str, str] = {
     "ms_ssim_db_mean": "mean MS-SSIM dB",
     "psnr_hvs": "PSNR-HVS",
     "psnr_hvs_m": "PSNR-HVS-M",
+    "lpips": "LPIPS",
+    "nima_mean": "NIMA mean",
+    "nima_std": "NIMA std",
 }
 
 #: Units of the summary's metric columns.
@@ -85,6 +93,9 @@ METRIC_UNITS: dict[str, str] = {
     "ms_ssim_db_mean": "dB",
     "psnr_hvs": "dB",
     "psnr_hvs_m": "dB",
+    "lpips": "",
+    "nima_mean": "score 1-10",
+    "nima_std": "",
 }
 
 #: Columns of the frame :func:`rd_summary` returns, in order.
@@ -109,11 +120,17 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "ms_ssim_db_mean",
     "psnr_hvs",
     "psnr_hvs_m",
+    "lpips",
+    "nima_mean",
+    "nima_std",
     "n_psnr_rgb",
     "n_psnr_y",
     "n_ms_ssim",
     "n_psnr_hvs",
     "n_psnr_hvs_m",
+    "n_lpips",
+    "n_nima_mean",
+    "n_nima_std",
     "encode_ms_mean",
     "encode_ms_median",
     "decode_ms_mean",
@@ -132,6 +149,9 @@ _NUMERIC = (
     "ms_ssim_db",
     "psnr_hvs",
     "psnr_hvs_m",
+    "lpips",
+    "nima_mean",
+    "nima_std",
     "encode_ms",
     "decode_ms",
     "width",

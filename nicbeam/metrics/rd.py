@@ -44,6 +44,12 @@ def _curve(
     return rate, quality
 
 
+def _oriented(qualities: Sequence[float], higher_is_better: bool) -> np.ndarray:
+    """Qualities as given, or negated for a lower-is-better distance, so curves rise with rate either way."""
+    values = np.asarray(qualities, dtype=np.float64)
+    return values if higher_is_better else -values
+
+
 def _overlap(x_anchor: np.ndarray, x_test: np.ndarray, axis: str) -> tuple[float, float]:
     """Return the interval of ``axis`` values covered by both curves, or raise if they do not overlap."""
     low = max(x_anchor[0], x_test[0])
@@ -72,13 +78,17 @@ def bd_rate(
     rate_test: Sequence[float],
     dist_test: Sequence[float],
     min_points: int = MIN_POINTS,
+    *,
+    higher_is_better: bool = True,
 ) -> float:
     """Return the BD-rate in percent: the test's mean rate change at equal quality (negative = fewer bits).
 
     ``dist_*`` are qualities where higher is better (PSNR, MS-SSIM dB, ...); rates in any positive unit.
+    For a distance where lower is better (LPIPS) pass ``higher_is_better=False``: the curves are compared
+    on the negated values, so the sign convention of the result stays the same.
     """
-    rate_a, qual_a = _curve(rate_anchor, dist_anchor, "anchor", min_points)
-    rate_t, qual_t = _curve(rate_test, dist_test, "test", min_points)
+    rate_a, qual_a = _curve(rate_anchor, _oriented(dist_anchor, higher_is_better), "anchor", min_points)
+    rate_t, qual_t = _curve(rate_test, _oriented(dist_test, higher_is_better), "test", min_points)
     mean_log_ratio = _mean_difference(qual_a, np.log10(rate_a), qual_t, np.log10(rate_t), "quality")
     return float((10.0**mean_log_ratio - 1.0) * 100.0)
 
@@ -89,11 +99,15 @@ def bd_psnr(
     rate_test: Sequence[float],
     dist_test: Sequence[float],
     min_points: int = MIN_POINTS,
+    *,
+    higher_is_better: bool = True,
 ) -> float:
-    """Return the BD-quality (BD-PSNR for PSNR): the test's mean quality gain at equal rate, in its units."""
-    rate_a, qual_a = _curve(rate_anchor, dist_anchor, "anchor", min_points)
-    rate_t, qual_t = _curve(rate_test, dist_test, "test", min_points)
-    return _mean_difference(np.log10(rate_a), qual_a, np.log10(rate_t), qual_t, "log-rate")
+    """Return the BD-quality (BD-PSNR for PSNR): the test's mean quality difference at equal rate, in its
+    units (test minus anchor; for ``higher_is_better=False`` a negative value means the test is better)."""
+    rate_a, qual_a = _curve(rate_anchor, _oriented(dist_anchor, higher_is_better), "anchor", min_points)
+    rate_t, qual_t = _curve(rate_test, _oriented(dist_test, higher_is_better), "test", min_points)
+    delta = _mean_difference(np.log10(rate_a), qual_a, np.log10(rate_t), qual_t, "log-rate")
+    return delta if higher_is_better else -delta
 
 
 def auc(rates: Sequence[float], qualities: Sequence[float], bpp_min: float, bpp_max: float) -> float:

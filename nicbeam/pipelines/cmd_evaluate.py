@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from nicbeam.metrics.perceptual.scorer import METRICS as PERCEPTUAL_METRICS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from nicbeam.pipelines.options import add_image_policy_arguments, add_run_arguments
@@ -20,6 +22,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="further BD-rate anchors (curves among the evaluated ones, e.g. webp), repeatable")
     parser.add_argument("--metrics", choices=("none", "fast", "all"), default="all",
                         help="all (default): PSNR, PSNR-Y, MS-SSIM, PSNR-HVS(-M); fast: PSNR, PSNR-Y")
+    parser.add_argument("--metric", action="append", default=[], choices=PERCEPTUAL_METRICS, metavar="NAME",
+                        help="add a perceptual metric to the --metrics set, repeatable: lpips (LPIPS distance, "
+                             "lower = closer; needs --lpips-weights) or nima (NIMA score mean/std; needs "
+                             "--nima-weights). Nothing is downloaded: see docs/perceptual.md")
+    parser.add_argument("--lpips-weights", "--lpips_weights", dest="lpips_weights", action="append", metavar="PATH",
+                        help="LPIPS weights (safetensors or torch file: AlexNet/VGG16 trunk + lin0..lin4 heads), "
+                             "repeatable to merge a trunk file and a heads file; default $NICBEAM_LPIPS_WEIGHTS")
+    parser.add_argument("--nima-weights", "--nima_weights", dest="nima_weights", action="append", metavar="PATH",
+                        help="NIMA weights (MobileNetV2 or VGG16 trunk + 10-way head), repeatable to merge; "
+                             "default $NICBEAM_NIMA_WEIGHTS")
+    parser.add_argument("--bd-metric", "--bd_metric", dest="bd_metrics", action="append", metavar="METRIC",
+                        help="BD-rate metric of the report, repeatable (psnr_rgb, psnr_y, ms_ssim_db, psnr_hvs, "
+                             "psnr_hvs_m, lpips, nima_mean; aliases psnr, ms-ssim, nima); default: the five "
+                             "classical ones, plus lpips when computed")
     parser.add_argument("--keep_bitstreams", action="store_true",
                         help="also write every stream to OUTPUT/bitstreams/<setting>/<relative path>.nicb")
     parser.add_argument("--batch_size", type=int, default=8,

@@ -33,6 +33,7 @@ from nicbeam.transforms.accounting import Accounting
 from nicbeam.transforms.codec_runtime import SharedCodecs, batches_natively, set_torch_threads
 from nicbeam.transforms.evaluate import identical_quality, quality
 from nicbeam.transforms.io import StorageReadError, read_bytes
+from nicbeam.transforms.perceptual import SharedPerceptual
 from nicbeam.transforms.paths import (
     BITSTREAM_SUFFIX,
     SourceFile,
@@ -62,6 +63,7 @@ class _Item:
     window: Any = None
     timestamp: Any = None
     outputs: list = field(default_factory=list)
+    cache: dict = field(default_factory=dict)  # per-image values shared by its settings (LPIPS reference taps)
 
 
 def _reason(exc: BaseException, default: str) -> str:
@@ -80,11 +82,13 @@ class CodecDoFn(beam.DoFn):
         self.cfg = cfg
         self.mode = mode
         self._shared = SharedCodecs(cfg.settings, cfg.device)
+        self._shared_perceptual = SharedPerceptual(cfg) if cfg.perceptual else None
 
     # ------------------------------------------------------------------------------------ lifecycle
     def setup(self):
         set_torch_threads(self.cfg.torch_threads)
         self._codecs = self._shared.acquire()  # strong reference: keeps the shared object alive
+        self._perceptual = self._shared_perceptual.acquire() if self._shared_perceptual else None
         self._acc = Accounting(self.cfg.progress_dir)
         self._out_fs, self._out_root = resolve(self.cfg.output)
         _, self._tmp_root = resolve(self.cfg.tmp_url)
@@ -205,6 +209,14 @@ class CodecDoFn(beam.DoFn):
                     q = identical_quality(level)
                 else:
                     q = quality(item.pixels, dec, level) if dec is not None else {}
+                if self._perceptual is not None and dec is not None and item.pixels is not None:
+                    try:
+                        q = {**q, **self._perceptual.score(item.pixels, item.pixels if takes_bytes else dec, item.cache)}
+                    except Exception as exc:  # e.g. out of memory on a huge image: this setting becomes an error row
+                        message = f"perceptual metric failed: {type(exc).__name__}: {exc}"
+                        item.outputs.append((ERRORS, self._fail(item.src.uri, "metric", "metric_failure", message,
+                                                                setting.label)))
+                        continue
                 try:
                     uri, packed = self._store(item, setting, stream)
                 except UnsafePathError as exc:  # cannot happen for checked names; never write outside OUTPUT

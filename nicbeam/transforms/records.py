@@ -35,7 +35,8 @@ BITSTREAM_SCHEMA = pa.schema(
     ]
 )
 
-METRIC_COLUMNS = ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db", "psnr_hvs", "psnr_hvs_m")
+METRIC_COLUMNS = ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db", "psnr_hvs", "psnr_hvs_m",
+                  "lpips", "lpips_model", "nima_mean", "nima_std", "nima_model")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class JobConfig:
     progress_dir: str | None = None
     device: str = "auto"
     torch_threads: int = 0  # intra-op threads per worker process for learned codecs; 0: PyTorch's default
+    perceptual: tuple[str, ...] = ()  # evaluate --metric lpips/nima (nicbeam.metrics.perceptual)
+    lpips_weights: tuple[str, ...] = ()  # weight files, checked by the launcher before the pipeline starts
+    nima_weights: tuple[str, ...] = ()
     export_latents: str | None = None  # compress: also write latents ("parquet" or "npy"); latents job: storage
 
     @property
