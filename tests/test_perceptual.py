@@ -243,3 +243,49 @@ def test_evaluate_with_lpips_and_nima_metadata_bd_rate_and_report(tmp_path, weig
     assert (report / "rd_lpips.png").stat().st_size > 0 and (report / "rd_nima_mean.png").stat().st_size > 0
     text = (report / "report.md").read_text()
     assert "LPIPS (lower = closer)" in text and lpips_id in text and "rd_lpips.png" in text
+
+
+# ------------------------------------------------------------------------------------------ BD-rate, plots
+def test_bd_rate_of_a_lower_is_better_metric():
+    from nicbeam.metrics import bd_psnr, bd_rate
+
+    rates, lpips = [0.25, 0.5, 1.0, 2.0], [0.40, 0.25, 0.14, 0.07]
+    half = [r / 2 for r in rates]  # the test curve reaches each LPIPS with half the bits
+    assert bd_rate(rates, lpips, half, lpips, higher_is_better=False) == pytest.approx(-50.0)
+    assert bd_psnr(rates, lpips, half, lpips, higher_is_better=False) < 0  # lower LPIPS at equal rate
+    with pytest.raises(ValueError, match="monotonic"):
+        bd_rate(rates, lpips, half, lpips)  # a falling curve taken as higher-is-better is refused
+
+
+def _frame(lpips_of_webp_scale: float) -> pd.DataFrame:
+    rows = []
+    for codec in ("jpeg", "webp"):
+        for i, q in enumerate((20, 40, 60, 80)):
+            for image in ("a", "b"):
+                size = 2000 * (i + 1) * (0.7 if codec == "webp" else 1.0)
+                lpips = 0.4 / (i + 1) * (lpips_of_webp_scale if codec == "webp" else 1.0)
+                rows.append({"source_uri": f"/in/{image}.png", "codec": codec, "setting": f"{codec}:quality={q}",
+                             "params": f'{{"quality":{q}}}', "lossless": False, "bitstream_bytes": size,
+                             "payload_bytes": size, "width": 64, "height": 64, "psnr_rgb": 28.0 + 2 * i,
+                             "lpips": lpips, "lpips_model": "alex:00", "run_id": "r"})
+    return pd.DataFrame(rows)
+
+
+def test_report_bd_rate_plots_and_tables_orient_lpips(tmp_path):
+    from nicbeam.analysis import bd_table, rd_summary, write_report
+    from nicbeam.analysis.plots import _metric_axis_label
+
+    summary = rd_summary(_frame(1.0))
+    # webp: same LPIPS with 30 % fewer bytes -> negative BD-rate on LPIPS, as on PSNR
+    table = bd_table(summary, "jpeg", ("psnr_rgb", "lpips")).set_index("curve")
+    assert table.loc["webp", "bd_rate_lpips"] == pytest.approx(-30.0, abs=1e-6)
+    assert table.loc["webp", "bd_rate_psnr_rgb"] == pytest.approx(-30.0, abs=1e-6)
+    worse = bd_table(rd_summary(_frame(1.5)), "jpeg", ("lpips",)).set_index("curve")
+    assert worse.loc["webp", "bd_lpips"] > 0  # higher LPIPS at equal rate: worse, positive
+    assert "lower is better" in _metric_axis_label("lpips")
+
+    write_report(_frame(1.0), tmp_path / "report", anchor="jpeg")
+    bd = pd.read_csv(tmp_path / "report" / "bd_rate.csv")
+    assert "bd_rate_lpips" in bd.columns and "bd_rate_psnr_hvs" in bd.columns  # lpips added to the defaults
+    assert (tmp_path / "report" / "rd_lpips.png").exists()
+    assert not (tmp_path / "report" / "rd_nima_mean.png").exists()  # no NIMA in this run: no empty plot

@@ -57,6 +57,7 @@ class LPIPSNet(nn.Module):
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1), persistent=False)
         self.digest = ""
+        self.requires_grad_(False)  # inference only
         self.eval()
 
     @property

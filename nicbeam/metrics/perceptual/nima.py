@@ -54,6 +54,7 @@ class NIMANet(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("bins", torch.arange(1, BINS + 1, dtype=torch.float64), persistent=False)
         self.digest = ""
+        self.requires_grad_(False)  # inference only
         self.eval()
 
     def _tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
