@@ -289,3 +289,20 @@ def test_report_bd_rate_plots_and_tables_orient_lpips(tmp_path):
     assert "bd_rate_lpips" in bd.columns and "bd_rate_psnr_hvs" in bd.columns  # lpips added to the defaults
     assert (tmp_path / "report" / "rd_lpips.png").exists()
     assert not (tmp_path / "report" / "rd_nima_mean.png").exists()  # no NIMA in this run: no empty plot
+
+
+def test_a_failing_metric_is_an_error_row_and_the_run_balances(tmp_path, weights, monkeypatch):
+    monkeypatch.setenv("NICBEAM_FAULTS", "perceptual_metric@b.png")
+    monkeypatch.setenv("NICBEAM_FAULT_DIR", str(tmp_path))
+    src = write_tree(tmp_path / "in", {n: encoded(Image.fromarray(smooth(40, 48, i)), "PNG")
+                                       for i, n in enumerate(("a.png", "b.png"))})
+    out = tmp_path / "out"
+    assert cli("evaluate", src, out, "--codec", "jpeg:quality=30,70", "--metrics", "fast", "--metric", "lpips",
+               "--lpips-weights", str(weights["lpips"]), "--no_report", "--progress_interval", "0") == 0
+    run = latest_run(out)
+    errors = read_table(run, "errors")
+    assert [(Path(e["source_uri"]).name, e["stage"], e["reason"]) for e in errors] == [
+        ("b.png", "metric", "metric_failure")]
+    meta = read_table(run, "metadata")
+    assert len(meta) == 3 and all(r["lpips"] is not None for r in meta)
+    assert (run / "_SUCCESS").exists()

@@ -211,6 +211,7 @@ class CodecDoFn(beam.DoFn):
                     q = quality(item.pixels, dec, level) if dec is not None else {}
                 if self._perceptual is not None and dec is not None and item.pixels is not None:
                     try:
+                        faults.maybe_fail("perceptual_metric", item.src.uri)
                         q = {**q, **self._perceptual.score(item.pixels, item.pixels if takes_bytes else dec, item.cache)}
                     except Exception as exc:  # e.g. out of memory on a huge image: this setting becomes an error row
                         message = f"perceptual metric failed: {type(exc).__name__}: {exc}"

@@ -6,7 +6,7 @@ path containing ``substring``, when given) it creates a marker file there, atomi
 :class:`InjectedFault`; every later arrival finds the marker and carries on. The marker makes "once"
 hold across threads, retries and worker processes (the environment is inherited by
 ``multi_processing`` workers). Points: ``after_object_write``, ``before_object_rename``,
-``after_temp_shard``, ``before_encode``. Unset (the default), this module costs one dict lookup.
+``after_temp_shard``, ``before_encode``, ``perceptual_metric``. Unset (the default), this module costs one dict lookup.
 """
 
 from __future__ import annotations
