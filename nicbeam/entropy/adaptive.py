@@ -49,13 +49,12 @@ class AdaptiveModels:
 
     def update(self, contexts: np.ndarray, symbols: np.ndarray) -> None:
         """Add the group's symbols to their contexts' counts; halve contexts whose total passed the limit."""
-        flat = contexts.astype(np.int64) * self.alphabet + symbols
-        n = self.counts.size
-        self.counts += np.bincount(flat, minlength=n).reshape(self.counts.shape) * self.increment
-        touched = np.unique(contexts)
-        self.totals[touched] = self.counts[touched].sum(axis=1)
-        over = touched[self.totals[touched] > self.limit]
-        if over.size:
+        contexts = contexts.astype(np.int64, copy=False)
+        np.add.at(self.counts.reshape(-1), contexts * self.alphabet + symbols, self.increment)
+        np.add.at(self.totals, contexts, self.increment)
+        hot = contexts[self.totals[contexts] > self.limit]
+        if hot.size:
+            over = np.unique(hot)
             self.counts[over] = (self.counts[over] + 1) >> 1
             self.totals[over] = self.counts[over].sum(axis=1)
 
