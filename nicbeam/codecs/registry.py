@@ -27,7 +27,18 @@ _BUILTIN: dict[str, str] = {
     "bmshj2017-factorized": "nicbeam.codecs.learned.factorized:FactorizedCodec",
     "mbt2018-mean": "nicbeam.codecs.learned.hyperprior:MeanScaleHyperpriorCodec",
     "jpeg-transcode": "nicbeam.codecs.jpeg_transcode:JpegTranscodeCodec",
+    "rnn-gru-oneshot": "nicbeam.codecs.learned.rnn.codec:GruOneShot",
+    "rnn-lstm-residual-scaling": "nicbeam.codecs.learned.rnn.codec:LstmResidualScaling",
+    "rnn-lstm-oneshot": "nicbeam.codecs.learned.rnn.codec:LstmOneShot",
+    "rnn-lstm-additive": "nicbeam.codecs.learned.rnn.codec:LstmAdditive",
+    "rnn-resgru-oneshot": "nicbeam.codecs.learned.rnn.codec:ResGruOneShot",
+    "rnn-resgru-residual-scaling": "nicbeam.codecs.learned.rnn.codec:ResGruResidualScaling",
+    "rnn-assoclstm-oneshot": "nicbeam.codecs.learned.rnn.codec:AssocLstmOneShot",
+    "rnn-gru-residual-scaling": "nicbeam.codecs.learned.rnn.codec:GruResidualScaling",
+    "mlp-dpcm": "nicbeam.codecs.predictive.dpcm:MlpDpcmCodec",
+    "jpegls": "nicbeam.codecs.jpegls:JpegLsCodec",
     "dct": "nicbeam.codecs.transform.dct:DctCodec",
+    "dwt": "nicbeam.codecs.transform.dwt:DwtCodec",
 }
 
 _registered: dict[str, type[Codec] | str] = {}
