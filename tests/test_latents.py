@@ -100,6 +100,15 @@ def test_assemble_places_tiles_in_raster_order():
     assert np.array_equal(whole.y_hat[1], expected) and np.array_equal(whole.y_symbols[2], expected)
 
 
+def test_latents_outside_int32_are_refused_not_wrapped():
+    from nicbeam.codecs.errors import PayloadError
+    from nicbeam.codecs.learned.latents import to_int32
+
+    assert to_int32(np.array([-(2**31), 2**31 - 1], dtype=np.int64), "y").dtype == np.int32
+    with pytest.raises(PayloadError, match="int32"):
+        to_int32(np.array([0, 2**31], dtype=np.int64), "y symbol")
+
+
 def test_decode_latents_refuses_damaged_streams(crop):
     codec = get_codec("mbt2018-mean", quality=2, device="cpu")
     stream = codec.encode(crop)
