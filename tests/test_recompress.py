@@ -287,3 +287,30 @@ def test_killed_run_resumes_to_the_manifest_of_an_uninterrupted_run(tmp_path):
     again = manifest(out)
     assert not again["img00.png"]["resumed"] and again["img01.png"]["resumed"]
     assert again["img00.png"]["source_sha256"] != rows["img00.png"]["source_sha256"]
+
+
+# ------------------------------------------------------------------------------------------ per-file decisions
+def test_lossless_decisions_without_a_pipeline():
+    from PIL import ImageCms
+
+    from nicbeam.codecs import get_codec
+    from nicbeam.codecs.spec import make_setting
+    from nicbeam.transforms import recompress_modes as modes
+
+    pixels = photo(32, 40, 4)
+    png = encoded(Image.fromarray(pixels), "PNG", compress_level=0)  # stored: every lossless codec is smaller
+    choices = [(make_setting(n, p), get_codec(n, **p)) for n, p in (("png", {}), ("webp", {"lossless": True}))]
+    out = modes.lossless(png, choices, {})
+    assert out.status == "recompressed" and out.verified and np.array_equal(decode(out.stream), pixels)
+    assert len(out.stream) == min(out.candidates.values())
+    # a codec that is not lossless never wins, even when it is the smallest: only exact candidates compete
+    lossy = (make_setting("webp", {"quality": 10}), get_codec("webp", quality=10))
+    out = modes.lossless(png, [lossy, choices[0]], {})
+    assert out.setting.codec == "png" and out.candidates["webp:quality=10"].startswith("error: decoded pixels")
+    failed = modes.lossless(png, [lossy], {})
+    assert (failed.status, failed.reason) == ("failed", "verify_failed")
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    icc = encoded(Image.fromarray(pixels), "PNG", icc_profile=profile)
+    assert (modes.lossless(icc, choices, {}).status, modes.lossless(icc, choices, {}).reason) == ("kept", "icc_profile")
+    assert modes.mode_for(png, ("lossless-jpeg",)) == (None, "not_jpeg")
+    assert modes.mode_for(encoded(Image.fromarray(pixels), "JPEG"), ("lossless", "target-quality"))[0] == "target-quality"
