@@ -161,6 +161,14 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     return cases
 
 
+def test_weight_paths_option_before_environment(monkeypatch, tmp_path):
+    from nicbeam.metrics.perceptual import weight_paths
+
+    monkeypatch.setenv("NICBEAM_LPIPS_WEIGHTS", "gs://bucket/trunk.pth:relative/heads.pth")
+    assert weight_paths("lpips", None) == ("gs://bucket/trunk.pth", str(Path("relative/heads.pth").resolve()))
+    assert weight_paths("lpips", [str(tmp_path / "x.pt")]) == (str(tmp_path / "x.pt"),)
+
+
 def test_bad_lpips_weights_give_clear_errors(tmp_path):
     for name, (path, message) in _bad_files(tmp_path).items():
         with pytest.raises(PerceptualWeightsError, match=message):

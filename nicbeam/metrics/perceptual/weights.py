@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,8 @@ def weight_paths(metric: str, given: Sequence[str] | None) -> tuple[str, ...]:
     paths = [p for p in (given or []) if p]
     if not paths:
         env = os.environ.get(ENV_VARS[metric], "")
-        paths = [p for p in env.split(os.pathsep) if p.strip()]
+        # split on os.pathsep, but not on the colon of a URL scheme (gs://bucket/weights.pth)
+        paths = [p for p in re.split(re.escape(os.pathsep) + r"(?!//)", env) if p.strip()]
     if not paths:
         raise PerceptualWeightsError(
             f"{metric}: no weights given; pass --{metric}-weights PATH or set {ENV_VARS[metric]} "
