@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from nicbeam.latents import ARRAYS, latents_row, npy_bytes
+from nicbeam.latents import ARRAYS, STORAGE, latents_row, npy_bytes
 from nicbeam.transforms.accounting import Accounting, worker_id
 from nicbeam.transforms.codec_runtime import SharedCodecCache, set_torch_threads
 from nicbeam.transforms.decode import PackedStream
@@ -29,7 +29,7 @@ class LatentsWriter:
     storage; built in a DoFn's ``setup``."""
 
     def __init__(self, *, run_id: str, output: str, tmp_url: str, storage: str) -> None:
-        if storage not in ("parquet", "npy"):
+        if storage not in STORAGE:
             raise ValueError(f"latents storage must be parquet or npy, not {storage!r}")
         self.run_id, self.output, self.storage = run_id, output, storage
         self._fs, self._root = resolve(output)
