@@ -3,7 +3,9 @@
     PYTHONPATH=. python benchmarks/bench_recompress.py [--images 24] [--target-psnr 38] [--memory-counts 100,1000]
 
 Corpus (built in a temp folder): the Kodak PNGs, plus each saved by Pillow (libjpeg-turbo, standard Huffman
-tables, baseline) as JPEG at qualities 50, 75, 90 with 4:2:0 and 4:4:4 chroma: 6 JPEGs + 1 PNG per image.
+tables, baseline) as JPEG at qualities 50, 75, 90 with 4:2:0 and 4:4:4 chroma: 6 JPEGs + 1 PNG per image;
+and (unless ``--no-variants``) q75 4:2:0 once with optimised Huffman tables and once progressive, to show
+how much of the saving depends on how the JPEG was written. Throughput uses the 6 main JPEG classes.
 
 1. Savings per mode: one run with ``--mode lossless-jpeg --mode lossless`` (JPEGs to JPEG XL lossless
    recompression, PNGs to the smallest of png/jpegxl/webp lossless), one with ``--mode target-quality
@@ -42,7 +44,7 @@ def jpeg_bytes(image, quality: int, subsampling: str) -> bytes:
     return buf.getvalue()
 
 
-def build_corpus(root: Path, images: int) -> dict[str, list[Path]]:
+def build_corpus(root: Path, images: int, variants: bool) -> dict[str, list[Path]]:
     from PIL import Image
 
     groups: dict[str, list[Path]] = defaultdict(list)
@@ -58,6 +60,14 @@ def build_corpus(root: Path, images: int) -> dict[str, list[Path]]:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(jpeg_bytes(image, q, ss))
                 groups[f"jpeg q{q} {ss}"].append(path)
+        if variants:  # how the encoder's own choices move the saving: optimised Huffman tables, progressive
+            for name, kwargs in (("optimized", {"optimize": True}), ("progressive", {"progressive": True})):
+                path = root / f"variant_q75_420_{name}" / (src.stem + ".jpg")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                buf = io.BytesIO()
+                image.save(buf, "JPEG", quality=75, subsampling=2, **kwargs)
+                path.write_bytes(buf.getvalue())
+                groups[f"variant q75 420 {name}"].append(path)
     return groups
 
 
@@ -104,6 +114,8 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=24, help="Kodak images to use (default all 24)")
     ap.add_argument("--target-psnr", type=float, default=38.0, help="target-quality run: webp at this PSNR")
     ap.add_argument("--memory-counts", default="100,1000", help="corpus sizes of the memory runs")
+    ap.add_argument("--no-variants", action="store_true",
+                    help="leave out the extra q75 4:2:0 JPEGs with optimised Huffman tables / progressive")
     ap.add_argument("--skip", action="append", default=[], choices=("savings", "throughput", "memory"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nicbeam-bench-recompress-"))
@@ -111,7 +123,7 @@ def main() -> int:
           f"{reproduce_line('benchmarks/bench_recompress.py', sys.argv[1:])}", flush=True)
     try:
         corpus = tmp / "corpus"
-        groups = build_corpus(corpus, args.images)
+        groups = build_corpus(corpus, args.images, not args.no_variants)
         n_files = sum(len(v) for v in groups.values())
         total = sum(p.stat().st_size for v in groups.values() for p in v)
         print(f"corpus: {n_files} files, {total / 1e6:.2f} MB ({args.images} Kodak images: PNG + JPEG q"
@@ -124,16 +136,22 @@ def main() -> int:
             by_dir: dict[str, list[dict]] = defaultdict(list)
             for r in rows:
                 by_dir[Path(r["rel_path"]).parts[0]].append(r)
-            print(f"{'group':<18}{'files':>6}{'recompressed':>14}{'MB before':>11}{'MB after':>10}{'saved':>10}"
+            print(f"{'group':<30}{'files':>6}{'recompressed':>14}{'MB before':>11}{'MB after':>10}{'saved':>10}"
                   f"{'min':>8}{'max':>8}")
             for name in sorted(by_dir):
                 rs = by_dir[name]
                 before = sum(r["source_bytes"] for r in rs)
                 after = sum(r["output_bytes"] if r["status"] == "recompressed" else r["source_bytes"] for r in rs)
                 per = [100.0 * r["bytes_saved"] / r["source_bytes"] for r in rs]
-                print(f"{name:<18}{len(rs):>6}{sum(r['status'] == 'recompressed' for r in rs):>14}"
+                print(f"{name:<30}{len(rs):>6}{sum(r['status'] == 'recompressed' for r in rs):>14}"
                       f"{before / 1e6:>11.3f}{after / 1e6:>10.3f}{pct(before, after):>10}"
                       f"{min(per):>7.1f}%{max(per):>7.1f}%")
+            issue = [r for r in rows if r["rel_path"].startswith("jpeg_q")]
+            before = sum(r["source_bytes"] for r in issue)
+            after = sum(r["output_bytes"] if r["status"] == "recompressed" else r["source_bytes"] for r in issue)
+            print(f"JPEG XL lossless recompression of the {len(issue)} Pillow JPEGs (q50/75/90 x 4:2:0/4:4:4, "
+                  f"standard Huffman tables, baseline): {before / 1e6:.3f} -> {after / 1e6:.3f} MB, saved "
+                  f"{pct(before, after).strip()}")
             stats = res["summary"]["recompress"]
             for mode, g in stats["by_mode"].items():
                 print(f"mode {mode}: {g['recompressed']}/{g['files']} files, {g['bytes_before'] / 1e6:.3f} -> "
@@ -161,7 +179,7 @@ def main() -> int:
             print("\n## 2. throughput, lossless-jpeg on the JPEGs", flush=True)
             jpegs = tmp / "jpegs"
             for name, paths in groups.items():
-                if name.startswith("jpeg"):
+                if name.startswith("jpeg q"):
                     for p in paths:
                         dst = jpegs / p.parent.name / p.name
                         dst.parent.mkdir(parents=True, exist_ok=True)
