@@ -27,6 +27,7 @@ _BUILTIN: dict[str, str] = {
     "bmshj2017-factorized": "nicbeam.codecs.learned.factorized:FactorizedCodec",
     "mbt2018-mean": "nicbeam.codecs.learned.hyperprior:MeanScaleHyperpriorCodec",
     "jpeg-transcode": "nicbeam.codecs.jpeg_transcode:JpegTranscodeCodec",
+    "mlp-dpcm": "nicbeam.codecs.predictive.dpcm:MlpDpcmCodec",
     "jpegls": "nicbeam.codecs.jpegls:JpegLsCodec",
     "dct": "nicbeam.codecs.transform.dct:DctCodec",
     "dwt": "nicbeam.codecs.transform.dwt:DwtCodec",

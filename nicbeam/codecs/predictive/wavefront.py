@@ -1,0 +1,127 @@
+"""Wavefront coding of tiles with the integer MLP predictor: the loop shared by encoder and decoder.
+
+Inside a tile a pixel's context reaches REACH_RIGHT columns to the right on the rows above, so pixel (y, x)
+only needs pixels of earlier *wavefront steps* ``t = x + (REACH_RIGHT + 1) * y``. Every pixel of a step, in
+every tile of a group of tiles (tiles are independent), is predicted in one batch: one gather of the context,
+one integer matrix product for the neighbour part of the three first layers, then per channel the rest of
+its MLP and one vectorised rANS call. Encoder and decoder run this same loop, so they see the same contexts
+(the encoder writes the reconstruction, not the source, into the buffer: near-lossless stays in sync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nicbeam.codecs.predictive.context import CHANNEL_ORDER, OFFSETS, REACH_LEFT, REACH_RIGHT, REACH_UP
+from nicbeam.codecs.predictive.export import MEAN_FRACTIONS
+from nicbeam.codecs.predictive.weights import PredictiveModel, alphabet
+
+SLOPE = REACH_RIGHT + 1
+_DY = np.array([dy for dy, _ in OFFSETS])
+_DX = np.array([dx for _, dx in OFFSETS])
+_I_N, _I_W, _I_NW = OFFSETS.index((-1, 0)), OFFSETS.index((0, -1)), OFFSETS.index((-1, -1))
+
+
+def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """(top, left, h, w) of every tile, row-major."""
+    return [(top, left, min(tile, height - top), min(tile, width - left))
+            for top in range(0, height, tile) for left in range(0, width, tile)]
+
+
+def tile_groups(tiles: list, per_group: int) -> list[list]:
+    """Consecutive tiles batched together, ``per_group`` at most (bounds memory)."""
+    return [tiles[i : i + per_group] for i in range(0, len(tiles), per_group)]
+
+
+@dataclass
+class Schedule:
+    """The pixels of a group of tiles in coding order and the step boundaries."""
+
+    g: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    bounds: np.ndarray  # pixels of step s are [bounds[s], bounds[s + 1])
+
+    @classmethod
+    def build(cls, heights: np.ndarray, widths: np.ndarray, tile: int) -> "Schedule":
+        n = len(heights)
+        g, y, x = (a.reshape(-1) for a in np.meshgrid(np.arange(n), np.arange(tile), np.arange(tile), indexing="ij"))
+        keep = (y < heights[g]) & (x < widths[g])
+        g, y, x = g[keep], y[keep], x[keep]
+        step = x + SLOPE * y
+        order = np.argsort(step, kind="stable")  # within a step: tile order, then row
+        step = step[order]
+        bounds = np.searchsorted(step, np.arange(int(step[-1]) + 2))
+        return cls(g[order], y[order], x[order], bounds)
+
+    def max_batch(self) -> int:
+        return int(np.diff(self.bounds).max())
+
+
+def code_group(model: PredictiveModel, delta: int, tile: int, heights: np.ndarray, widths: np.ndarray,
+               coder, source: np.ndarray | None, record: list | None = None) -> np.ndarray:
+    """Code one group of tiles. ``source``: (G, tile, tile, 3) uint8 in coding order when encoding (``coder``
+    an rans_lanes.Encoder), None when decoding (``coder`` a Decoder). Returns the reconstruction, same shape.
+    ``record`` (tests): gets ``(g, y, x, c, features, mean, scale)`` per channel batch."""
+    n = len(heights)
+    sched = Schedule.build(heights, widths, tile)
+    pw = tile + REACH_LEFT + REACH_RIGHT
+    buf = np.zeros((n, tile + REACH_UP, pw, 3), dtype=np.int64)
+    flat = buf.reshape(-1)
+    nb_off = ((_DY * pw + _DX)[:, None] * 3 + np.arange(3)[None, :]).reshape(-1)  # (36,)
+    step_q, m = 2 * delta + 1, alphabet(delta)
+    half = m // 2
+    tables = model.tables(delta)
+    predictor = model.predictor
+    src = source.reshape(-1) if source is not None else None
+    for s in range(len(sched.bounds) - 1):
+        a, b = sched.bounds[s], sched.bounds[s + 1]
+        if a == b:
+            continue
+        g, y, x = sched.g[a:b], sched.y[a:b], sched.x[a:b]
+        base = ((g * (tile + REACH_UP) + y + REACH_UP) * pw + x + REACH_LEFT) * 3
+        vals = flat[base[:, None] + nb_off].reshape(-1, len(OFFSETS), 3)
+        yy, xx = y[:, None] + _DY, x[:, None] + _DX
+        avail = (yy >= 0) & (xx >= 0) & (xx < widths[g][:, None])
+        north, west, nw = vals[:, _I_N], vals[:, _I_W], vals[:, _I_NW]
+        has_n, has_w = avail[:, _I_N, None], avail[:, _I_W, None]
+        hi, lo = np.maximum(north, west), np.minimum(north, west)
+        med = np.where(nw >= hi, lo, np.where(nw <= lo, hi, north + west - nw))
+        ref = np.where(has_n & has_w, med, np.where(has_w, west, np.where(has_n, north, 128)))
+        neigh = ((vals - ref[:, None, :]) * avail[:, :, None]).reshape(len(g), -1).astype(np.float64)
+        partial = predictor.first_layer_neighbours(neigh)
+        current = np.zeros((len(g), 2), dtype=np.float64)
+        if src is not None:
+            src_base = ((g * tile + y) * tile + x) * 3
+        for c in range(3):
+            ref_c = ref[:, c]
+            mean, scale = predictor.channel(c, partial, current, ref_c.astype(np.float64))
+            if record is not None:
+                record.append((g, y, x, c, np.concatenate([neigh, current, (ref_c - 128.0)[:, None]], axis=1), mean, scale))
+            p = mean // MEAN_FRACTIONS
+            rows = scale * MEAN_FRACTIONS + (mean % MEAN_FRACTIONS)
+            q_low = -((p + delta) // step_q)
+            if src is not None:
+                e = src[src_base + c].astype(np.int64) - p
+                q = np.sign(e) * ((np.abs(e) + delta) // step_q)
+                coder.encode(rows, (q + half) % m)
+            else:
+                sym = coder.decode(rows)
+                q = q_low + (sym - half - q_low) % m
+            recon = np.clip(p + q * step_q, 0, 255)
+            flat[base + c] = recon
+            if c < 2:
+                current[:, c] = recon - ref_c
+    return buf[:, REACH_UP:, REACH_LEFT : REACH_LEFT + tile].astype(np.uint8)
+
+
+def to_coding_order(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., list(CHANNEL_ORDER)]
+
+
+def from_coding_order(coded: np.ndarray) -> np.ndarray:
+    out = np.empty_like(coded)
+    out[..., list(CHANNEL_ORDER)] = coded
+    return out

@@ -1,0 +1,108 @@
+"""Loading MLP-DPCM weights without torch: the integer tensors of a ``nicbeam train`` export, digest-checked.
+
+The SHA-256 of the safetensors file is what every stream carries; a sidecar ``<name>.json`` whose ``sha256``
+disagrees with the file is refused. ``NICBEAM_WEIGHTS_DIR`` overrides the folder, as for the learned codecs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nicbeam.codecs.errors import CodecError
+from nicbeam.codecs.predictive.intmlp import IntegerPredictor
+from nicbeam.entropy.rans_lanes import Tables
+
+_CACHE: dict[str, "PredictiveModel"] = {}
+_LOCK = threading.Lock()
+DEFAULT_NAME = "mlp-dpcm"
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    """A path as given, or ``<weights dir>/<name>.safetensors`` for a bare name."""
+    p = Path(name_or_path)
+    if p.suffix == ".safetensors" or p.exists():
+        return p
+    env = os.environ.get("NICBEAM_WEIGHTS_DIR")
+    folder = Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
+    return folder / f"{name_or_path}.safetensors"
+
+
+@dataclass
+class PredictiveModel:
+    """Integer predictor + lossless residual table + per-delta rANS tables (built on first use)."""
+
+    path: Path
+    digest: bytes
+    predictor: IntegerPredictor
+    pmf: np.ndarray  # (rows, 256) int64, rows sum to 2**16
+    predictor_tensors: dict[str, np.ndarray]  # the integer MLP as stored
+    _tables: dict[int, Tables] = field(default_factory=dict)
+
+    def tables(self, delta: int) -> Tables:
+        with _LOCK:
+            if delta not in self._tables:
+                self._tables[delta] = Tables(near_lossless_pmf(self.pmf, delta))
+            return self._tables[delta]
+
+
+def alphabet(delta: int) -> int:
+    """Number of quantized residual symbols for ``delta`` (JPEG-LS's RANGE): 256 when lossless."""
+    return (255 + 2 * delta) // (2 * delta + 1) + 1
+
+
+def near_lossless_pmf(pmf: np.ndarray, delta: int) -> np.ndarray:
+    """Integer rows over the quantized residual q (symbol q + M//2, wrapped modulo M), each entry the sum of
+    the lossless frequencies of the residuals -128..127 in q's bin; a bin outside that range (reached only
+    through the wrap) gets frequency 1, taken from the row's largest entry. Exact integers summing to 2**16."""
+    if delta == 0:
+        return pmf
+    step, m = 2 * delta + 1, alphabet(delta)
+    q = np.arange(m) - m // 2
+    if q[0] * step - delta > -128 or q[-1] * step + delta < 127:
+        raise CodecError(f"delta {delta}: residual bins do not cover -128..127")
+    lo = np.clip(q * step - delta, -128, 128) + 128
+    hi = np.clip(q * step + delta + 1, -128, 128) + 128
+    cum = np.concatenate([np.zeros((pmf.shape[0], 1), dtype=np.int64), np.cumsum(pmf, axis=1)], axis=1)
+    out = cum[:, hi] - cum[:, lo]
+    empty = out == 0
+    if empty.any():
+        rows = np.arange(out.shape[0])
+        top = np.argmax(out, axis=1)
+        out[rows, top] -= empty.sum(axis=1)
+        out[empty] = 1
+    return out
+
+
+def load(name_or_path: str | os.PathLike) -> PredictiveModel:
+    path = resolve(name_or_path)
+    key = str(path.resolve())
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    if not path.exists():
+        raise CodecError(f"MLP-DPCM weights {path} not found (train and export them with `nicbeam train --family mlp-dpcm`)")
+    from safetensors.numpy import load as load_bytes
+
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).digest()
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists():
+        expected = json.loads(sidecar.read_text()).get("sha256")
+        if expected and expected != digest.hex():
+            raise CodecError(f"{path}: SHA-256 {digest.hex()} does not match {sidecar.name} ({expected})")
+    tensors = load_bytes(data)
+    if "tables.pmf" not in tensors:
+        raise CodecError(f"{path}: no MLP-DPCM integer tables (tables.pmf) in these weights")
+    pmf = np.asarray(tensors["tables.pmf"], dtype=np.int64)
+    int_tensors = {k: v for k, v in tensors.items() if k.startswith("int.")}
+    model = PredictiveModel(path, digest, IntegerPredictor(int_tensors), pmf, int_tensors)
+    model.tables(0)  # validates the table
+    with _LOCK:
+        return _CACHE.setdefault(key, model)

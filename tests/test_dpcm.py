@@ -1,0 +1,211 @@
+"""mlp-dpcm: lossless / near-lossless round trips, the integer predictor's exactness, training-coding agreement,
+the rANS lanes, and damaged streams. Tiny weights are made here (random MLP, exported like a trained one)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nicbeam.codecs import container, get_codec  # noqa: E402
+from nicbeam.codecs.errors import BitstreamError, CodecError  # noqa: E402
+from nicbeam.codecs.predictive import dpcm, wavefront  # noqa: E402
+from nicbeam.codecs.predictive import weights as weights_mod  # noqa: E402
+from nicbeam.codecs.predictive.intmlp import IntegerPredictor  # noqa: E402
+from nicbeam.entropy import rans_lanes  # noqa: E402
+from nicbeam.nn.dpcm import MlpDpcm, channel_inputs, discretized_logistic_log2, reference_and_features  # noqa: E402
+from nicbeam.training.export import write_weights  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A random MLP (hidden 16, 8) exported with calibration, so its predictions and scales vary."""
+    torch.manual_seed(0)
+    model = MlpDpcm(hidden=(16, 8), downscale=1)
+    for mlp in model.mlps:
+        out = mlp[-1]
+        torch.nn.init.normal_(out.weight, std=0.3)
+        out.bias.data = torch.tensor([0.0, 1.5])
+    calib = torch.from_numpy(photo(64, 64, 5)).permute(2, 0, 1)[None].float() / 255
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    write_weights(model, path, calib)
+    return model, path
+
+
+def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Textured, channel-correlated test image (values reach 0 and 255)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 128 + 120 * np.sin(xx / 7.0 + seed) * np.cos(yy / 5.0) + rng.normal(0, 8, (h, w))
+    return np.clip(np.stack([base + 15, base, base - 30], -1) + rng.normal(0, 2, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def codec(path, **params):
+    return get_codec("mlp-dpcm", weights=str(path), **params)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 2), (2, 1), (8, 9000), (9000, 8), (37, 70)])
+def test_lossless_is_byte_exact(tiny_weights, size):
+    image = photo(*size, seed=size[0])
+    c = codec(tiny_weights[1], tile=32)
+    assert c.lossless
+    np.testing.assert_array_equal(c.decode(c.encode(image)), image)
+
+
+def test_lossless_on_noise_and_extremes(tiny_weights):
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 256, (19, 23, 3), dtype=np.uint8)
+    flat = np.zeros((9, 11, 3), np.uint8)
+    flat[::2] = 255  # residuals of +-255: the modulo-256 wrap
+    for image in (noise, flat):
+        c = codec(tiny_weights[1], tile=8)
+        np.testing.assert_array_equal(c.decode(c.encode(image)), image)
+
+
+@pytest.mark.parametrize("delta", [1, 2, 4, 7])
+def test_near_lossless_bounds_every_sub_pixel(tiny_weights, delta):
+    for image in (photo(29, 41, delta), np.random.default_rng(delta).integers(0, 256, (13, 17, 3), dtype=np.uint8)):
+        c = codec(tiny_weights[1], delta=delta, tile=16)
+        out = c.decode(c.encode(image))
+        assert np.abs(out.astype(int) - image.astype(int)).max() <= delta
+    assert len(codec(tiny_weights[1], delta=4).encode(photo(64, 64))) < len(codec(tiny_weights[1]).encode(photo(64, 64)))
+
+
+def test_wavefront_matches_training_features_and_parallel_prediction(tiny_weights):
+    """The codec's wavefront contexts equal the training path's teacher-forced ones on every sub-pixel, and the
+    integer MLP on all of them at once (a raster-order reference, no wavefront) gives the same predictions."""
+    model, path = tiny_weights
+    image = photo(24, 29, 3)  # one tile: the training crop's borders are the tile's
+    coded = wavefront.to_coding_order(image)
+    m = weights_mod.load(path)
+    record: list = []
+    enc = rans_lanes.Encoder(m.tables(0), 64)
+    wavefront.code_group(m, 0, 32, np.array([24]), np.array([29]), enc,
+                         np.pad(coded, ((0, 8), (0, 3), (0, 0)))[None], record)
+    x = torch.from_numpy(coded.astype(np.float32)).permute(2, 0, 1)[None]
+    ref, neigh = reference_and_features(x)
+    seen = np.zeros((3, 24, 29), bool)
+    for g, y, xx, c, feats, mean, scale in record:
+        want = channel_inputs(x, ref, neigh, c)[0, :, y, xx].T.numpy()
+        np.testing.assert_array_equal(feats, want)
+        ref_c = want[:, -1] + 128
+        partial = m.predictor.first_layer_neighbours(want[:, :36])
+        m2, s2 = m.predictor.channel(c, partial, want[:, 36:38], ref_c)
+        np.testing.assert_array_equal(m2, mean)
+        np.testing.assert_array_equal(s2, scale)
+        seen[c, y, xx] = True
+    assert seen.all()
+
+
+def test_integer_export_follows_the_float_model(tiny_weights):
+    """The coded size is the float model's ideal code length within a few per cent (export fidelity)."""
+    model, path = tiny_weights
+    image = photo(64, 64, 7)
+    px = torch.from_numpy(wavefront.to_coding_order(image).astype(np.float32)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        mean, log_scale = model.predict(px)
+        ideal_bits = float(-discretized_logistic_log2(px, mean, log_scale).sum())
+    actual_bits = 8 * len(container.unpack(codec(path, tile=64).encode(image))[1])
+    assert abs(actual_bits - ideal_bits) < 0.03 * ideal_bits + 8 * 4 * 512, (actual_bits, ideal_bits)
+
+
+def test_streams_do_not_depend_on_batching_lanes_or_blas_threads(tiny_weights, monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    image = photo(45, 77, 2)
+    reference = codec(tiny_weights[1], tile=16).encode(image)
+    assert codec(tiny_weights[1], tile=16).encode(image) == reference  # deterministic
+    monkeypatch.setattr(dpcm, "GROUP_PIXELS", 16 * 16 * 3)  # 3 tiles per batch instead of all 15
+    monkeypatch.setattr(dpcm, "MAX_LANES", 7)  # and another lane count: another stream, same image
+    other = codec(tiny_weights[1], tile=16).encode(image)
+    monkeypatch.undo()
+    assert other != reference
+    np.testing.assert_array_equal(codec(tiny_weights[1], tile=16).decode(other), image)
+    # the integer MLP on BLAS with 1 or 2 threads, on extreme inputs, equals exact int64 arithmetic
+    p = IntegerPredictor(weights_mod.load(tiny_weights[1]).predictor_tensors)
+    rng = np.random.default_rng(0)
+    feats = rng.integers(-255, 256, (3000, 36)).astype(np.float64)
+    outs = []
+    for threads in (1, 2):
+        with threadpool_limits(threads, "blas"):
+            outs.append(p.first_layer_neighbours(feats))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    exact = feats.astype(np.int64) @ p.first_neighbours.astype(np.int64)
+    np.testing.assert_array_equal(outs[0].astype(np.int64), exact)
+
+
+def test_weights_that_could_lose_exactness_are_refused(tiny_weights):
+    tensors = dict(weights_mod.load(tiny_weights[1]).predictor_tensors)
+    tensors["int.c1.l0.weight"] = np.full(tensors["int.c1.l0.weight"].shape, 2**40, dtype=np.int64)
+    with pytest.raises(CodecError, match="exact"):
+        IntegerPredictor(tensors)
+
+
+@pytest.mark.parametrize("delta", [0, 1, 2, 3, 4, 16, 32])
+def test_near_lossless_tables_sum_exactly(tiny_weights, delta):
+    m = weights_mod.load(tiny_weights[1])
+    pmf = weights_mod.near_lossless_pmf(m.pmf, delta)
+    assert pmf.shape[1] == weights_mod.alphabet(delta) and (pmf.sum(axis=1) == 1 << 16).all() and pmf.min() >= 1
+
+
+def test_rans_lanes_round_trip_in_chunks():
+    rng = np.random.default_rng(4)
+    freq = rng.integers(1, 50, (5, 40))
+    freq[:, 0] += (1 << 16) - freq.sum(axis=1)
+    tables = rans_lanes.Tables(freq)
+    batches = [(rng.integers(0, 5, n), rng.integers(0, 40, n)) for n in (1, 9, 30, 3, 0, 17)]
+    enc = rans_lanes.Encoder(tables, 8)
+    for rows, syms in batches:
+        enc.encode(rows, syms)
+    dec = rans_lanes.Decoder(tables, enc.finish(), 8)
+    for rows, syms in batches:
+        np.testing.assert_array_equal(dec.decode(rows), syms)
+    dec.finish()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("delta", [0, 2])
+def test_mutated_payload_behind_valid_checksum_is_rejected_or_well_formed(tiny_weights, delta):
+    image = photo(20, 30, 9)
+    c = codec(tiny_weights[1], delta=delta, tile=16)
+    header, payload = container.unpack(c.encode(image))
+    rng = np.random.default_rng(5)
+    rejected = 0
+    for trial in range(40):
+        bad = bytearray(payload)
+        if trial % 4 == 0:
+            bad = bad[: int(rng.integers(0, len(bad)))]
+        else:
+            for pos in rng.integers(0, len(bad), 1 + trial % 3):
+                bad[pos] ^= int(rng.integers(1, 256))
+        try:
+            out = c.decode(container.pack(header, bytes(bad)))
+        except BitstreamError:
+            rejected += 1
+            continue
+        assert out.shape == image.shape and out.dtype == np.uint8
+    assert rejected >= 36  # the end-of-stream check (lanes back at 2**16, every word read) catches nearly all
+
+
+def test_wrong_weights_are_refused(tiny_weights, tmp_path):
+    from nicbeam.codecs.errors import ModelMismatchError
+
+    stream = codec(tiny_weights[1]).encode(photo(5, 6))
+    torch.manual_seed(1)
+    other = tmp_path / "other.safetensors"
+    write_weights(MlpDpcm(hidden=(4,), downscale=1), other, None)
+    with pytest.raises(ModelMismatchError):
+        codec(other).decode(stream)
+
+
+def test_training_loss_is_bits_per_sub_pixel():
+    model = MlpDpcm(hidden=(4,), downscale=2)
+    x = torch.from_numpy(photo(32, 32)).permute(2, 0, 1)[None].float() / 255
+    out = model(x)
+    assert out["pixels"].shape == (1, 3, 16, 16)
+    losses = model.rate_distortion_loss(out, x, torch.ones(1))
+    assert math.isclose(float(losses["bpp"].detach()), 3 * float(losses["loss"].detach()), rel_tol=1e-6)
+    assert 0 < float(losses["loss"].detach()) < 16
