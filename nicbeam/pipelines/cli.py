@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decompress": ("nicbeam.pipelines.cmd_decompress", "decode nicbeam streams back to images (Apache Beam job)"),
     "evaluate": ("nicbeam.pipelines.cmd_evaluate", "rate-distortion evaluation of codec settings (Apache Beam job)"),
     "train": ("nicbeam.pipelines.cmd_train", "train a learned codec"),
+    "truncate": ("nicbeam.pipelines.cmd_truncate", "cut a progressive stream to its first K iterations (layers)"),
     "recompress": ("nicbeam.pipelines.cmd_recompress", "recompress an archive to verified, smaller streams, resumably (Apache Beam job)"),
     "latents": ("nicbeam.pipelines.cmd_latents", "entropy-decode the latents of learned-codec streams (Apache Beam job)"),
 }

@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--autocast", choices=("off", "bf16"), default=None,
                         help="run the transforms in bfloat16 (CPUs with AVX512-BF16, GPUs; ~1.5x faster here); "
                              "latents, entropy models and loss stay float32; may be switched when resuming")
+    parser.add_argument("--hard-patches", type=int, default=d["hard_patches"], metavar="K",
+                        help="new runs: draw K x batch crops per step and keep the batch PNG compresses worst "
+                             "(Toderici et al. 2017); 0 = random crops")
     parser.add_argument("--seed", type=int, default=d["seed"])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda, cuda:N")
@@ -161,6 +164,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         cfg = TrainConfig(
             family=args.family, model_config=model_config, **_given(args), warmup_steps=args.warmup_steps,
             seed=args.seed, entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion,
+            hard_patches=args.hard_patches,
             **({"checkpoint_every_s": args.checkpoint_every} if args.checkpoint_every is not None else {}),
             val_every=args.val_every, log_every=args.log_every,
             data={"folder": str(args.data), "train_glob": args.train_glob or ["*"],

@@ -36,6 +36,9 @@ class TrainConfig:
     # "bf16": the analysis/synthesis transforms run under bfloat16 autocast (CPUs with AVX512-BF16/AMX and GPUs:
     # ~1.5x faster steps measured here); latents, entropy models and the loss stay float32. Validation is float32.
     autocast: str = "off"
+    # > 1: draw this many times `batch` crops and train on the `batch` that PNG compresses worst (Toderici et al.
+    # 2017 train on the 32x32 patches with the worst PNG compression ratio); 0 or 1: plain random crops
+    hard_patches: int = 0
     data: dict[str, Any] = field(default_factory=dict)
     # one entry per `--resume` that changed the schedule: {"at_step": N, "changed": {option: [old, new]}}, so an
     # exported recipe tells the whole run, not only the options of its last segment

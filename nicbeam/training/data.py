@@ -36,6 +36,19 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
+def png_sizes(patches: np.ndarray) -> np.ndarray:
+    """Bytes of each (H, W, 3) uint8 patch as a PNG (libpng through imagecodecs, default settings)."""
+    import imagecodecs
+
+    return np.array([len(imagecodecs.png_encode(np.ascontiguousarray(p))) for p in patches])
+
+
+def hardest_patches(patches: np.ndarray, keep: int) -> np.ndarray:
+    """The ``keep`` patches that PNG compresses worst (largest PNG), in their original order."""
+    order = np.argsort(-png_sizes(patches), kind="stable")[:keep]
+    return patches[np.sort(order)]
+
+
 class ImageCache:
     """All images decoded once into RAM; ``sample`` draws random crops with random flips."""
 

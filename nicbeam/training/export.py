@@ -119,8 +119,9 @@ def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, e
             "steps_done": trainer.step,
             "steps_planned": cfg.steps,
             "lambdas": list(model.lambdas),
-            "distortion": ("MSE (loss = lambda * 255^2 * MSE + bpp)" if cfg.distortion == "mse"
-                           else "MS-SSIM (loss = lambda * (1 - MS-SSIM) + bpp)"),
+            "distortion": getattr(model, "loss_description", None)
+            or ("MSE (loss = lambda * 255^2 * MSE + bpp)" if cfg.distortion == "mse"
+                else "MS-SSIM (loss = lambda * (1 - MS-SSIM) + bpp)"),
             "crop": cfg.crop,
             "batch": cfg.batch,
             "optimizer": "Adam",

@@ -22,6 +22,9 @@ def _builtin() -> None:
 
     for name, cls in MODEL_CLASSES.items():
         _FAMILIES.setdefault(name, cls)
+    from nicbeam.codecs.learned.rnn.network import RNNCompressionModel
+
+    _FAMILIES.setdefault(RNNCompressionModel.family, RNNCompressionModel)
     from nicbeam.nn.dpcm import MlpDpcm
 
     _FAMILIES.setdefault(MlpDpcm.family, MlpDpcm)

@@ -196,7 +196,13 @@ class Trainer:
     def train_step(self, rng: np.random.Generator) -> dict[str, float]:
         cfg = self.cfg
         self.model.train()
-        x = to_tensor(self.train_data.sample(rng, cfg.batch, cfg.crop)).to(self.device, non_blocking=True)
+        if cfg.hard_patches > 1:
+            from nicbeam.training.data import hardest_patches
+
+            crops = hardest_patches(self.train_data.sample(rng, cfg.batch * cfg.hard_patches, cfg.crop), cfg.batch)
+        else:
+            crops = self.train_data.sample(rng, cfg.batch, cfg.crop)
+        x = to_tensor(crops).to(self.device, non_blocking=True)
         q = torch.from_numpy(rng.integers(0, self.model.num_qualities, cfg.batch)).to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr_at(self.step) * group.get("lr_scale", 1.0)

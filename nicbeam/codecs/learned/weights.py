@@ -65,7 +65,7 @@ def _load(path: Path, device: torch.device) -> Bundle:
     from safetensors import safe_open
     from safetensors.torch import load
 
-    from nicbeam.nn.models import MODEL_CLASSES
+    from nicbeam.training.registry import available_families, build_model
 
     if not path.exists():
         raise CodecError(f"learned-codec weights {path} not found (train and export them with `nicbeam train`)")
@@ -80,10 +80,10 @@ def _load(path: Path, device: torch.device) -> Bundle:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     family = meta.get("family", "")
-    if family not in MODEL_CLASSES:
+    if family not in available_families():
         raise CodecError(f"{path}: unknown model family {family!r}")
     config = json.loads(meta["config"])
-    model = MODEL_CLASSES[family](**config)
+    model = build_model(family, **config)
     float_state = {k: v for k, v in tensors.items() if not (k.startswith("tables.") or k.startswith("int_hs."))}
     omitted = tuple(json.loads(meta.get("omitted", "[]")))
     result = model.load_state_dict(float_state, strict=False)
