@@ -187,6 +187,7 @@ def main() -> int:
             mb = sum(p.stat().st_size for p in jpegs.rglob("*.jpg")) / 1e6
             files = sum(1 for _ in jpegs.rglob("*.jpg"))
             base = None
+            print(f"load average (1 min) before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)")
             for workers in (1, 2):
                 opts = [] if workers == 1 else ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
                 res = recompress(jpegs, tmp / f"out-w{workers}", "--mode", "lossless-jpeg", *opts)
@@ -196,7 +197,7 @@ def main() -> int:
                       f"{mb:.2f} MB in {res['wall_s']:.1f} s wall ({elapsed:.1f} s pipeline): "
                       f"{files / res['wall_s']:.2f} files/s, {mb / res['wall_s']:.2f} MB/s wall; "
                       f"{files / elapsed:.2f} files/s, {mb / elapsed:.2f} MB/s pipeline; speed-up vs 1: "
-                      f"{base / res['wall_s']:.2f}x", flush=True)
+                      f"{base / res['wall_s']:.2f}x; load average after: {os.getloadavg()[0]:.1f}", flush=True)
 
         if "memory" not in args.skip:
             print("\n## 3. peak memory vs corpus size (lossless-jpeg, 128x128 JPEGs q85)", flush=True)
