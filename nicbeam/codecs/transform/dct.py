@@ -72,7 +72,7 @@ class DctCodec(Codec):
                 if component and unit == 16:
                     plane = colour.downsample2(plane)
                 q = quantize(blocks.forward(plane), steps[min(component, 1)])
-                encode_component(enc, models, q, component)
+                encode_component(enc, models, q, component, steps[min(component, 1)])
         return enc.finish()
 
     def _decode_payload(self, payload: bytes, header: Header) -> Any:
@@ -88,7 +88,8 @@ class DctCodec(Codec):
             planes = np.empty((3, rows, padded_width), dtype=np.float32)
             for component in range(3):
                 scale = 2 if component and unit == 16 else 1
-                q = decode_component(dec, models, rows // scale // 8, padded_width // scale // 8, component)
+                q = decode_component(dec, models, rows // scale // 8, padded_width // scale // 8, component,
+                                     steps[min(component, 1)])
                 plane = blocks.inverse(dequantize(q, steps[min(component, 1)]))
                 planes[component] = colour.upsample2(plane) if scale == 2 else plane
             rgb = colour.ycbcr_to_rgb(planes)

@@ -27,7 +27,7 @@ _CHROMA = np.array([
 #: Rounding offset of AC coefficients (1/2 = plain rounding); DC is rounded plainly.
 AC_ROUNDING = 0.36
 #: Non-zero AC levels are reconstructed at ``(|q| - bias) * step``.
-AC_RECONSTRUCTION_BIAS = 0.08
+AC_RECONSTRUCTION_BIAS = 0.0
 
 
 def quant_tables(quality: int, transposed: bool = False) -> np.ndarray:

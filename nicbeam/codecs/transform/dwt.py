@@ -28,7 +28,7 @@ TILE = 2048
 #: Rounding offset of detail coefficients (1/2 = plain rounding): the dead zone.
 DETAIL_ROUNDING = 0.38
 #: Non-zero detail levels are reconstructed at ``(|q| - bias) * step``.
-DETAIL_RECONSTRUCTION_BIAS = 0.06
+DETAIL_RECONSTRUCTION_BIAS = 0.0
 #: RGB-error gain of each YCbCr component (column norms of the inverse colour matrix, relative to luma).
 _COLOUR_GAIN = np.linalg.norm(colour._INVERSE, axis=0) / np.linalg.norm(colour._INVERSE[:, 0])
 
