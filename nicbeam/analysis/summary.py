@@ -7,7 +7,7 @@ Which mean is an RD point
     Following CompressAI (``compressai.utils.eval_model`` averages each image's bpp and each image's PSNR
     over the test set), an RD point is the **mean per-image bpp** and the **mean per-image quality** of a
     setting over its images: ``bpp``, ``psnr_rgb``, ``psnr_y``, ``ms_ssim``, ``psnr_hvs`` and ``psnr_hvs_m``
-    in the summary are such means, and they are what BD-rate, AUC and the plots use. For MS-SSIM in
+    (and ``lpips``, ``nima_mean``, ``nima_std`` when ``evaluate --metric`` computed them) in the summary are such means, and they are what BD-rate, AUC and the plots use. For MS-SSIM in
     decibels the summary's ``ms_ssim_db`` is, again as in CompressAI (``compressai.utils.plot``), the dB
     value of the mean MS-SSIM, ``-10 log10(1 - mean(ms_ssim))``; the mean of the per-image dB values is
     kept as ``ms_ssim_db_mean`` for reference. ``bpp_aggregate`` (total bits / total pixels) weights large
