@@ -1,15 +1,14 @@
-"""``nicbeam recompress`` on the runners compress runs on: the FnApiRunner with worker processes, Beam's
-portable job service with an external SDK worker pool, and an offline Dataflow dry run (``apache-beam[gcp]``)."""
+"""``nicbeam recompress`` beyond the in-process default: the FnApiRunner with SDK worker processes (pickling,
+coders and worker-side imports as on a cluster) and an offline Dataflow dry run (``apache-beam[gcp]``).
+The portable-runner wiring is the launcher's, shared with compress (tests/test_pipeline_runners.py)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.test_pipeline_runners import free_port, wait_for_port, worker_env  # noqa: F401  (fixture)
+from tests.test_pipeline_runners import worker_env  # noqa: F401  (fixture)
 from tests.test_recompress import jpeg_corpus, manifest
 from tests.test_pipeline_compress import cli, write_tree
 
@@ -23,6 +22,7 @@ def check_run(out, files) -> dict:
     return rows
 
 
+@pytest.mark.slow
 def test_recompress_with_worker_processes(tmp_path, worker_env, capsys):  # noqa: F811
     files = jpeg_corpus()
     src = write_tree(tmp_path / "in", files)
@@ -34,42 +34,6 @@ def test_recompress_with_worker_processes(tmp_path, worker_env, capsys):  # noqa
     assert "running_mode=multi_processing, num_workers=2" in capsys.readouterr().err
     rows = check_run(out, files)
     assert all(r["worker"].rsplit(":", 1)[1] != str(os.getpid()) for r in rows.values())
-
-
-@pytest.mark.timeout(240)
-def test_recompress_on_the_portable_runner_with_an_external_worker_pool(tmp_path, worker_env):  # noqa: F811
-    job_port, pool_port = free_port(), free_port()
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    job_service = subprocess.Popen(
-        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    pool = subprocess.Popen(
-        [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(job_port, job_service)
-        wait_for_port(pool_port, pool)
-        files = jpeg_corpus()
-        src = write_tree(tmp_path / "in", files)
-        out = tmp_path / "out"
-        code = cli("recompress", src, out, "--mode", "lossless-jpeg", "--mode", "lossless",
-                   "--lossless-codec", "png", "--lossless-codec", "webp",
-                   "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
-                   "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}",
-                   "--progress_interval", "0")
-        assert code == 0
-        rows = check_run(out, files)
-        assert all(r["worker"].rsplit(":", 1)[1] != str(os.getpid()) for r in rows.values())
-    finally:
-        for proc in (pool, job_service):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def test_dataflow_dry_run_translates_the_recompress_pipeline():
