@@ -49,7 +49,7 @@ class MlpDpcmCodec(Codec):
     description = "neural predictive coding: causal MLP prediction + discretized logistic + rANS (lossless / near-lossless)"
     param_specs = (
         ParamSpec("delta", int, 0, 0, 32, doc="max absolute error per sub-pixel: 0 lossless, >0 near-lossless"),
-        ParamSpec("tile", int, 64, 8, 4096, doc="side of the independently coded tiles (larger: slightly smaller, slower to decode)"),
+        ParamSpec("tile", int, 128, 8, 4096, doc="side of the independently coded tiles (larger: slightly smaller, slower to decode)"),
     )
 
     def __init__(self, *, weights: str | os.PathLike | None = None, **params: Any) -> None:

@@ -66,14 +66,23 @@ class IntegerPredictor:
         layers = self.mlps[c]
         first = layers[0]
         w = first.weight
-        acc = partial[:, self.bounds[c] : self.bounds[c + 1]] + first.bias + (ref_c - 128.0)[:, None] * w[NUM_NEIGHBOUR_FEATURES + 2]
+        acc = partial[:, self.bounds[c] : self.bounds[c + 1]] + first.bias
+        acc += (ref_c - 128.0)[:, None] * w[NUM_NEIGHBOUR_FEATURES + 2]
         for k in range(c):
             acc += current[:, k : k + 1] * w[NUM_NEIGHBOUR_FEATURES + k]
-        h = np.clip(np.floor(acc * first.scale), 0.0, ACT_CLIP)
+        h = _requantize(acc, first.scale)
         for layer in layers[1:-1]:
-            h = np.clip(np.floor((h @ layer.weight + layer.bias) * layer.scale), 0.0, ACT_CLIP)
+            h = _requantize(h @ layer.weight + layer.bias, layer.scale)
         last = layers[-1]
         out = np.floor((h @ last.weight + last.bias) * last.scale)
         mean = np.clip(ref_c * MEAN_FRACTIONS + out[:, 0], 0, 256 * MEAN_FRACTIONS - 1).astype(np.int64)
         scale = np.clip(out[:, 1], 0, NUM_SCALES - 1).astype(np.int64)
         return mean, scale
+
+
+def _requantize(acc: np.ndarray, scale: float) -> np.ndarray:
+    """In place: ``clip(floor(acc * scale), 0, ACT_CLIP)`` (ReLU and the layer's shift), exact on integers."""
+    np.multiply(acc, scale, out=acc)
+    np.floor(acc, out=acc)
+    np.maximum(acc, 0.0, out=acc)
+    return np.minimum(acc, float(ACT_CLIP), out=acc)

@@ -68,47 +68,52 @@ def code_group(model: PredictiveModel, delta: int, tile: int, heights: np.ndarra
     n = len(heights)
     sched = Schedule.build(heights, widths, tile)
     pw = tile + REACH_LEFT + REACH_RIGHT
-    buf = np.zeros((n, tile + REACH_UP, pw, 3), dtype=np.int64)
+    # float64 buffer of integer pixel values: contexts go to the integer MLP without conversions
+    buf = np.zeros((n, tile + REACH_UP, pw, 3), dtype=np.float64)
     flat = buf.reshape(-1)
     nb_off = ((_DY * pw + _DX)[:, None] * 3 + np.arange(3)[None, :]).reshape(-1)  # (36,)
+    # per pixel, in coding order: buffer position and which neighbours exist (the tile border cuts them off)
+    base_all = ((sched.g * (tile + REACH_UP) + sched.y + REACH_UP) * pw + sched.x + REACH_LEFT) * 3
+    yy, xx = sched.y[:, None] + _DY, sched.x[:, None] + _DX
+    avail_all = ((yy >= 0) & (xx >= 0) & (xx < widths[sched.g][:, None])).astype(np.float64)
     step_q, m = 2 * delta + 1, alphabet(delta)
     half = m // 2
     tables = model.tables(delta)
     predictor = model.predictor
-    src = source.reshape(-1) if source is not None else None
+    if source is not None:
+        src = source.reshape(-1).astype(np.int64)
+        src_all = ((sched.g * tile + sched.y) * tile + sched.x) * 3
     for s in range(len(sched.bounds) - 1):
         a, b = sched.bounds[s], sched.bounds[s + 1]
         if a == b:
             continue
-        g, y, x = sched.g[a:b], sched.y[a:b], sched.x[a:b]
-        base = ((g * (tile + REACH_UP) + y + REACH_UP) * pw + x + REACH_LEFT) * 3
+        base, avail = base_all[a:b], avail_all[a:b]
         vals = flat[base[:, None] + nb_off].reshape(-1, len(OFFSETS), 3)
-        yy, xx = y[:, None] + _DY, x[:, None] + _DX
-        avail = (yy >= 0) & (xx >= 0) & (xx < widths[g][:, None])
         north, west, nw = vals[:, _I_N], vals[:, _I_W], vals[:, _I_NW]
-        has_n, has_w = avail[:, _I_N, None], avail[:, _I_W, None]
+        has_n, has_w = avail[:, _I_N, None] > 0, avail[:, _I_W, None] > 0
         hi, lo = np.maximum(north, west), np.minimum(north, west)
         med = np.where(nw >= hi, lo, np.where(nw <= lo, hi, north + west - nw))
-        ref = np.where(has_n & has_w, med, np.where(has_w, west, np.where(has_n, north, 128)))
-        neigh = ((vals - ref[:, None, :]) * avail[:, :, None]).reshape(len(g), -1).astype(np.float64)
+        ref = np.where(has_n & has_w, med, np.where(has_w, west, np.where(has_n, north, 128.0)))
+        vals -= ref[:, None, :]
+        vals *= avail[:, :, None]
+        neigh = vals.reshape(len(base), -1)
         partial = predictor.first_layer_neighbours(neigh)
-        current = np.zeros((len(g), 2), dtype=np.float64)
-        if src is not None:
-            src_base = ((g * tile + y) * tile + x) * 3
+        current = np.zeros((len(base), 2), dtype=np.float64)
         for c in range(3):
             ref_c = ref[:, c]
-            mean, scale = predictor.channel(c, partial, current, ref_c.astype(np.float64))
+            mean, scale = predictor.channel(c, partial, current, ref_c)
             if record is not None:
+                g, y, x = sched.g[a:b], sched.y[a:b], sched.x[a:b]
                 record.append((g, y, x, c, np.concatenate([neigh, current, (ref_c - 128.0)[:, None]], axis=1), mean, scale))
             p = mean // MEAN_FRACTIONS
             rows = scale * MEAN_FRACTIONS + (mean % MEAN_FRACTIONS)
-            q_low = -((p + delta) // step_q)
-            if src is not None:
-                e = src[src_base + c].astype(np.int64) - p
+            if source is not None:
+                e = src[src_all[a:b] + c] - p
                 q = np.sign(e) * ((np.abs(e) + delta) // step_q)
                 coder.encode(rows, (q + half) % m)
             else:
                 sym = coder.decode(rows)
+                q_low = -((p + delta) // step_q)
                 q = q_low + (sym - half - q_low) % m
             recon = np.clip(p + q * step_q, 0, 255)
             flat[base + c] = recon
