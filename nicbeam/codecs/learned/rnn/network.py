@@ -14,7 +14,7 @@ iterations of the L1 (or L2) norm of the residual, with stochastic binarization.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -133,14 +133,21 @@ class RNNCompressionModel(nn.Module):
             recons.append(x_prev)
         return codes, recons
 
-    def decode(self, codes: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Image (B, 3, 16h, 16w) in [0, 1] (unclamped) after the given iterations' +-1 codes (B, bits, h, w)."""
+    def decode_iterations(self, codes: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The image (B, 3, 16h, 16w) in [0, 1] (unclamped) after each iteration, from the +-1 codes
+        (B, bits, h, w) of the iterations: a k-iteration decode is the k-th of these."""
         b, _, h, w = codes[0].shape
         x_prev = codes[0].new_zeros(b, 3, h * BLOCK, w * BLOCK)
         states = None
         for c in codes:
             x_prev, states = self._decode_step(c, x_prev, states)
-        return x_prev + 0.5
+            yield x_prev + 0.5
+
+    def decode(self, codes: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The image after all the given iterations (see :meth:`decode_iterations`)."""
+        for image in self.decode_iterations(codes):
+            pass
+        return image
 
     # ------------------------------------------------------------------ Trainer protocol
     def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> dict[str, Any]:

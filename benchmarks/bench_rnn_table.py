@@ -1,0 +1,231 @@
+"""The RNN-codec table of Toderici et al. 2017 on Kodak (evaluation only), in one run: MS-SSIM AUC and
+PSNR-HVS AUC with ranks for every RNN variant that has weights, the no-entropy-coding baseline, and JPEG
+4:4:4 / 4:2:0; RD curves plotted; encode/decode MP/s.
+
+    .venv/bin/python benchmarks/bench_rnn_table.py [--images 24] [--variants rnn-gru-oneshot,...] \\
+        [--weights-dir DIR] [--out benchmarks/results/rnn-table]
+
+AUC definition: for each row, the mean RD curve over the images (per setting: mean payload bpp, mean
+MS-SSIM (RGB, pytorch-msssim) or mean PSNR-HVS (luma, nicbeam.metrics.psnr_hvs)), linearly interpolated
+between settings, integrated over [0.125, 2] bpp with ``nicbeam.metrics.auc``. A curve that does not reach
+an end of the interval is extended flat (its last measured quality) to it; the table says how far each
+curve reaches. bpp counts the codec payload (container header apart, as everywhere in nicbeam).
+
+RNN rows: each image is encoded once at 16 iterations (entropy=context); the rate at k iterations is the
+payload of that stream cut with ``truncate_iterations`` (identical to encoding at k), the k-iteration
+images come from one progressive pass of the decoder (checked against the codec's decode of a cut stream
+per image). The no-entropy-coding row ("<variant> raw bits") is the same network's ``entropy=none`` stream:
+the same bits, hence the same pixels (checked), at 0.125 bpp per iteration plus the layer framing. Speeds:
+encode at 16 iterations, the codec's decode of the 16-iteration stream (float64 "exact" decoder) on the first
+``--timed-images`` images, megapixels per second on ``--threads`` threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+RESULTS = Path(__file__).resolve().parent / "results"
+INTERVAL = (0.125, 2.0)
+JPEG_QUALITIES = (2, 5, 8, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 85, 90, 93, 95)
+#: Toderici et al. 2017, Table 2 (Kodak, MS-SSIM AUC / PSNR-HVS AUC), for reference next to ours
+PAPER = {"jpeg 4:2:0": (1.7998, 52.61), "jpeg 4:4:4": (1.7748, 51.28), "rnn-gru-oneshot": (1.8098, 53.15)}
+
+
+def _measure(reference: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
+    from nicbeam.metrics import ms_ssim, psnr, psnr_hvs
+
+    return {"ms_ssim": ms_ssim(reference, decoded), "psnr_hvs": psnr_hvs(reference, decoded),
+            "psnr": psnr(reference, decoded)}
+
+
+def _payload_bpp(stream: bytes, image: np.ndarray) -> float:
+    from nicbeam.codecs import container
+
+    header = container.parse_header(stream)
+    return 8 * header.payload_length / (image.shape[0] * image.shape[1])
+
+
+def rnn_rows(name: str, weights: Path, images: list[np.ndarray], threads: int, timed: int) -> tuple[dict, dict]:
+    """(context-coded row, raw-bits row): per iteration k, mean bpp and metrics; plus speeds.
+
+    The images of all 16 rates come from one pass of the float64 decoder over the 16-iteration bits
+    (``decode_iterations``); per image, the codec's decode of the stream cut to a random k is checked to give
+    the same pixels, and on the first ``timed`` images the codec's full decode is timed (a k-iteration decode
+    costs about k/16 of it)."""
+    import torch
+
+    from nicbeam.codecs.learned.rnn.binarizer import from_bits
+    from nicbeam.codecs.learned.rnn.progressive import truncate_iterations
+    from nicbeam.codecs.registry import get_codec
+
+    torch.set_num_threads(threads)
+    codec = get_codec(name, weights=weights, quality=16, device="cpu")
+    raw = get_codec(name, weights=weights, quality=16, entropy="none", device="cpu")
+    rng = np.random.default_rng(0)
+    per_k = {k: {"bpp": [], "raw_bpp": [], "ms_ssim": [], "psnr_hvs": [], "psnr": []} for k in range(1, 17)}
+    enc_s = dec_s = enc_mp = dec_mp = 0.0
+    for index, image in enumerate(images):
+        t = time.perf_counter()
+        stream = codec.encode(image)
+        enc_s += time.perf_counter() - t
+        enc_mp += image.shape[0] * image.shape[1] / 1e6
+        raw_stream = raw.encode(image)
+        if index < timed:
+            t = time.perf_counter()
+            full = codec.decode(stream)
+            dec_s += time.perf_counter() - t
+            dec_mp += image.shape[0] * image.shape[1] / 1e6
+        h, w = image.shape[:2]
+        with torch.no_grad():  # the bits of one tile (Kodak fits the default 1024 tile)
+            x = codec._to_tensor([image])
+            codes, _ = codec.model.run(x, 16)
+            model = codec.decoder_model
+            decoded = [px.clamp(0, 1).mul(255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()[:h, :w]
+                       for px in model.decode_iterations([from_bits((c > 0).to(torch.uint8), torch.float64) for c in codes])]
+        check = int(rng.integers(1, 17))
+        if not np.array_equal(codec.decode(truncate_iterations(stream, check)), decoded[check - 1]):
+            raise AssertionError(f"{name}: the codec's {check}-iteration decode differs from the progressive pass")
+        if not np.array_equal(raw.decode(truncate_iterations(raw_stream, check)), decoded[check - 1]):
+            raise AssertionError(f"{name}: raw and context-coded streams decode differently")
+        if index < timed and not np.array_equal(full, decoded[15]):
+            raise AssertionError(f"{name}: the codec's 16-iteration decode differs from the progressive pass")
+        for k in range(1, 17):
+            row = per_k[k]
+            row["bpp"].append(_payload_bpp(truncate_iterations(stream, k), image))
+            row["raw_bpp"].append(_payload_bpp(truncate_iterations(raw_stream, k), image))
+            for metric, value in _measure(image, decoded[k - 1]).items():
+                row[metric].append(value)
+        print(f"  {name}: image {index + 1}/{len(images)} done", flush=True)
+    speed = {"encode_mp_s": round(enc_mp / enc_s, 4), "decode_mp_s": round(dec_mp / dec_s, 4) if dec_s else None}
+    mean = {k: {m: float(np.mean(v)) for m, v in row.items()} for k, row in per_k.items()}
+    curve = [{"setting": f"quality={k}", **{m: mean[k][m] for m in ("bpp", "ms_ssim", "psnr_hvs", "psnr")}}
+             for k in mean]
+    raw_curve = [{**point, "bpp": mean[k]["raw_bpp"]} for k, point in zip(mean, curve)]
+    return ({"row": name, "curve": curve, **speed},
+            {"row": f"{name} raw bits (no entropy coding)", "curve": raw_curve, **speed})
+
+
+def jpeg_row(subsampling: str, images: list[np.ndarray]) -> dict:
+    from nicbeam.codecs.registry import get_codec
+
+    curve = []
+    enc_s = dec_s = pixels = 0.0
+    for q in JPEG_QUALITIES:
+        codec = get_codec("jpeg", quality=q, subsampling=subsampling)
+        values: dict[str, list[float]] = {"bpp": [], "ms_ssim": [], "psnr_hvs": [], "psnr": []}
+        for image in images:
+            t = time.perf_counter()
+            stream = codec.encode(image)
+            t1 = time.perf_counter()
+            decoded = codec.decode(stream)
+            enc_s, dec_s = enc_s + t1 - t, dec_s + time.perf_counter() - t1
+            pixels += image.shape[0] * image.shape[1] / 1e6
+            values["bpp"].append(_payload_bpp(stream, image))
+            for metric, value in _measure(image, decoded).items():
+                values[metric].append(value)
+        curve.append({"setting": f"quality={q}", **{m: float(np.mean(v)) for m, v in values.items()}})
+    label = {"420": "4:2:0", "444": "4:4:4"}[subsampling]
+    return {"row": f"jpeg {label}", "curve": curve, "encode_mp_s": round(pixels / enc_s, 2),
+            "decode_mp_s": round(pixels / dec_s, 2)}
+
+
+def area(curve: list[dict], metric: str) -> tuple[float, str]:
+    """AUC over INTERVAL of the mean curve (flat extension to the interval's ends) and the bpp it reaches."""
+    from nicbeam.metrics import auc
+
+    points = sorted((p["bpp"], p[metric]) for p in curve)
+    rates, values = [r for r, _ in points], [v for _, v in points]
+    if rates[0] > INTERVAL[0]:
+        rates, values = [INTERVAL[0]] + rates, [values[0]] + values
+    if rates[-1] < INTERVAL[1]:
+        rates, values = rates + [INTERVAL[1]], values + [values[-1]]
+    reach = f"{points[0][0]:.3f}-{points[-1][0]:.3f}"
+    return auc(rates, values, *INTERVAL), reach
+
+
+def table(rows: list[dict]) -> str:
+    for metric in ("ms_ssim", "psnr_hvs"):
+        for row in rows:
+            row[f"{metric}_auc"], row["reach"] = area(row["curve"], metric)
+        order = sorted(rows, key=lambda r: -r[f"{metric}_auc"])
+        for rank, row in enumerate(order, 1):
+            row[f"{metric}_rank"] = rank
+    lines = ["| row | MS-SSIM AUC | rank | PSNR-HVS AUC | rank | bpp reached | paper (MS-SSIM / PSNR-HVS AUC) | encode MP/s | decode MP/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda r: r["ms_ssim_rank"]):
+        paper = PAPER.get(row["row"])
+        lines.append(f"| {row['row']} | {row['ms_ssim_auc']:.4f} | {row['ms_ssim_rank']} | {row['psnr_hvs_auc']:.2f} | "
+                     f"{row['psnr_hvs_rank']} | {row['reach']} | {f'{paper[0]} / {paper[1]}' if paper else ''} | "
+                     f"{row['encode_mp_s']} | {row['decode_mp_s']} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    for row in rows:
+        pts = sorted(row["curve"], key=lambda p: p["bpp"])
+        style = "--" if row["row"].startswith("jpeg") else (":" if "raw" in row["row"] else "-")
+        for ax, metric in zip(axes, ("ms_ssim", "psnr_hvs", "psnr")):
+            ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], style, marker=".", label=row["row"])
+    for ax, label in zip(axes, ("MS-SSIM (RGB)", "PSNR-HVS (dB, luma)", "PSNR (dB, RGB)")):
+        ax.set_xlim(0, 2.1)
+        ax.axvspan(*INTERVAL, color="0.95")
+        ax.set_xlabel("bpp (payload)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    from PIL import Image
+
+    from nicbeam.codecs.learned.rnn.codec import VARIANTS
+    from nicbeam.codecs.learned.weights import weights_dir
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kodak", type=Path, default=KODAK)
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--variants", default=None, help="comma-separated (default: every variant with weights)")
+    ap.add_argument("--weights-dir", type=Path, default=None, help="default: the nicbeam/weights package")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--timed-images", type=int, default=4, help="RNN decode speed from this many images")
+    ap.add_argument("--out", type=Path, default=RESULTS / "rnn-table", help="writes OUT.json, OUT.md, OUT.png")
+    args = ap.parse_args()
+    folder = args.weights_dir or weights_dir()
+    names = args.variants.split(",") if args.variants else [n for n in VARIANTS if (folder / f"{n}.safetensors").exists()]
+    paths = sorted(args.kodak.glob("kodim*.png"))[: args.images]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    print(f"{len(images)} Kodak images; RNN variants with weights: {', '.join(names) or 'none'}", flush=True)
+    rows = []
+    for name in names:
+        rows.extend(rnn_rows(name, folder / f"{name}.safetensors", images, args.threads, args.timed_images))
+    for subsampling in ("444", "420"):
+        rows.append(jpeg_row(subsampling, images))
+        print(f"  jpeg {subsampling} done", flush=True)
+    text = table(rows)
+    header = (f"Kodak, {len(images)} images, one run ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
+              f"AUC over [{INTERVAL[0]}, {INTERVAL[1]}] bpp of the mean curve, linear interpolation, flat "
+              f"extension beyond a curve's measured bpp; {args.threads} thread(s)")
+    print(header + "\n\n" + text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(header + "\n\n" + text + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({"header": header, "rows": rows}, indent=1) + "\n")
+    plot(rows, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}.md/.json/.png")
+
+
+if __name__ == "__main__":
+    main()
