@@ -313,9 +313,11 @@ def test_lossless_decisions_without_a_pipeline():
     assert (failed.status, failed.reason) == ("failed", "verify_failed")
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     icc = encoded(Image.fromarray(pixels), "PNG", icc_profile=profile)
-    assert (modes.lossless(icc, choices, {}).status, modes.lossless(icc, choices, {}).reason) == ("kept", "icc_profile")
+    kept = modes.lossless(icc, choices, {})
+    assert (kept.status, kept.reason) == ("kept", "icc_profile")
     assert modes.mode_for(png, ("lossless-jpeg",)) == (None, "not_jpeg")
-    assert modes.mode_for(encoded(Image.fromarray(pixels), "JPEG"), ("lossless", "target-quality"))[0] == "target-quality"
+    jpeg = encoded(Image.fromarray(pixels), "JPEG")
+    assert modes.mode_for(jpeg, ("lossless", "target-quality"))[0] == "target-quality"
 
 
 def test_retried_bundles_leave_each_input_once(tmp_path, monkeypatch):

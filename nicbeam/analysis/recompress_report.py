@@ -63,10 +63,12 @@ def format_stats(stats: dict[str, Any]) -> str:
         f"saved {stats['bytes_saved'] / mb:.3f} MB ({stats['saved_pct']:.2f} %)",
     ]
     for title, key in (("by mode", "by_mode"), ("by source format", "by_source_format")):
-        parts = [f"{name} {g['recompressed']}/{g['files']} files {g['saved_pct']:.2f} %" for name, g in stats[key].items()]
+        parts = [f"{name} {g['recompressed']}/{g['files']} files {g['saved_pct']:.2f} %"
+                 for name, g in stats[key].items()]
         lines.append(f"[nicbeam] savings {title}: " + ("; ".join(parts) or "none"))
     for title, key in (("kept", "kept_by_reason"), ("failed", "failed_by_reason")):
-        lines.append(f"[nicbeam] {title} by reason: " + (", ".join(f"{k}={v}" for k, v in stats[key].items()) or "none"))
+        reasons = ", ".join(f"{k}={v}" for k, v in stats[key].items()) or "none"
+        lines.append(f"[nicbeam] {title} by reason: {reasons}")
     return "\n".join(lines)
 
 

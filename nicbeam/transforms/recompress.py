@@ -213,9 +213,8 @@ class RecompressDoFn(beam.DoFn):
             choices = [(s, shared_codec(s, self.cfg.device)) for s in self.cfg.lossless_settings]
             outcome = modes.lossless(data, choices, self.cfg.load_options())
         else:
-            outcome = modes.target_quality(
-                data, self.cfg.target_codec, dict(self.cfg.target_params), self._codec_at, self._knob,
-                self.cfg.target_metric, self.cfg.target_value, self.cfg.max_steps, self.cfg.load_options())
+            outcome = modes.target_quality(data, self._codec_at, self._knob, self.cfg.target_metric,
+                                           self.cfg.target_value, self.cfg.max_steps, self.cfg.load_options())
         yield from self._finish(src, rel, data, facts, outcome)
 
     # ------------------------------------------------------------------------------------ helpers

@@ -87,7 +87,8 @@ def mode_for(data: bytes, modes: tuple[str, ...]) -> tuple[str | None, str]:
 def _kept_if_larger(outcome: Outcome, source_bytes: int) -> Outcome:
     if outcome.status == "recompressed" and len(outcome.stream) >= source_bytes:
         outcome.status, outcome.reason = "kept", "would_grow"
-        outcome.message = f"smallest verified output {len(outcome.stream)} B is not smaller than the source {source_bytes} B"
+        outcome.message = (f"smallest verified output {len(outcome.stream)} B is not smaller than the source "
+                           f"{source_bytes} B")
         outcome.stream = None
     return outcome
 
@@ -176,9 +177,11 @@ def lossless(data: bytes, choices: list[tuple[CodecSetting, Any]], load_options:
     return _kept_if_larger(out, len(data))
 
 
-def target_quality(data: bytes, codec_name: str, fixed: dict, codec_at: Callable[[Any], tuple[CodecSetting, Any]],
-                   knob, metric: str, target: float, max_steps: int, load_options: dict) -> Outcome:
-    """The lowest knob value whose decoded image meets ``metric >= target``; kept when none does."""
+def target_quality(data: bytes, codec_at: Callable[[Any], tuple[CodecSetting, Any]], knob, metric: str,
+                   target: float, max_steps: int, load_options: dict) -> Outcome:
+    """The lowest knob value whose decoded image meets ``metric >= target``; kept when none does.
+
+    ``codec_at(value)`` gives the setting and codec at one knob value (shared per worker process)."""
     from nicbeam.transforms.quality_search import MetricUndefinedError, Trial, measure, search
 
     loaded, early = load_pixels(data, "target-quality", load_options)
