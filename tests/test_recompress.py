@@ -237,11 +237,18 @@ def test_output_inside_input_is_excluded_and_never_touches_originals(tmp_path):
     assert rows["a/q90_420.jpg"]["output_sha256"] == first["a/q90_420.jpg"]["output_sha256"]
     after = {k: v for k, v in tree_digest(src).items() if not k.startswith("recompressed/")}
     assert after == before
+    # the archive moved as a whole (OUTPUT inside it): everything resumes, with today's URIs
+    moved = src.rename(tmp_path / "moved")
+    assert cli("recompress", moved, moved / "recompressed", "--mode", "lossless-jpeg,lossless",
+               "--progress_interval", "0") == 0
+    rows = manifest(moved / "recompressed")
+    assert all(r["resumed"] and r["source_uri"].startswith(str(moved)) for r in rows.values())
+    assert all(r["output_uri"].startswith(str(moved)) for r in rows.values() if r["output_uri"])
     with pytest.raises(SystemExit, match="inside it"):
-        cli("recompress", src, src, "--mode", "lossless")
+        cli("recompress", moved, moved, "--mode", "lossless")
     with pytest.raises(SystemExit, match="inside it"):
-        cli("recompress", out, tmp_path / "archive", "--mode", "lossless")
-    assert cli("recompress", src, tmp_path / "x", "--mode", "lossy") == 2
+        cli("recompress", moved / "recompressed", moved, "--mode", "lossless")
+    assert cli("recompress", moved, tmp_path / "x", "--mode", "lossy") == 2
 
 
 _KILLER = """

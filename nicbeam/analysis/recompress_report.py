@@ -93,6 +93,9 @@ def savings_png(rows: list[dict]) -> bytes | None:
         ax.hist(vs, bins=bins, alpha=0.6, label=f"{mode} ({len(vs)} files)")
     ax.set_xlabel("bytes saved per file [% of the source]")
     ax.set_ylabel("files")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("recompress: savings distribution")
     ax.legend()
     buffer = io.BytesIO()

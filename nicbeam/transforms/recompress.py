@@ -197,7 +197,7 @@ class RecompressDoFn(beam.DoFn):
             return
         self._acc.read(len(data))
         digest = sha256_hex(data)
-        done = self._journaled(rel, digest) if self.cfg.resume else None
+        done = self._journaled(src, rel, digest) if self.cfg.resume else None
         if done is not None:
             self._acc.ok(done["output_bytes"] or 0)
             yield done
@@ -218,8 +218,10 @@ class RecompressDoFn(beam.DoFn):
         yield from self._finish(src, rel, data, facts, outcome)
 
     # ------------------------------------------------------------------------------------ helpers
-    def _journaled(self, rel: str, digest: str) -> dict | None:
-        """The previous row of this file when it still holds: same source, same options, output intact."""
+    def _journaled(self, src: SourceFile, rel: str, digest: str) -> dict | None:
+        """The previous row of this file when it still holds: same source, same options, output intact.
+
+        URIs are today's (an archive or OUTPUT moved as a whole resumes as well)."""
         fs, path = resolve(journal_url(self.cfg.output, rel))
         try:
             row = parse_journal(fs.cat_file(path), self._fingerprint)
@@ -227,14 +229,16 @@ class RecompressDoFn(beam.DoFn):
             return None
         if row is None or row["source_sha256"] != digest or row["status"] not in ("recompressed", "kept"):
             return None
+        row.update(run_id=self.cfg.run_id, resumed=True, source_uri=src.uri)
         if row["status"] == "recompressed":
-            out_fs, out_path = resolve(row["output_uri"] or "")
+            row["output_uri"] = join(self.cfg.output, rel + BITSTREAM_SUFFIX)
             try:
-                if sha256_hex(out_fs.cat_file(out_path)) != row["output_sha256"]:
+                if sha256_hex(self._out_fs.cat_file(join(self._out_root, rel + BITSTREAM_SUFFIX))) != \
+                        row["output_sha256"]:
                     return None  # corrupt, partial or replaced output: redo it
             except (FileNotFoundError, OSError):
                 return None
-        return {**row, "run_id": self.cfg.run_id, "resumed": True}
+        return row
 
     def _failed(self, src: SourceFile, rel: str | None, stage: str, reason: str, message: str, **facts: Any):
         self._acc.failed(reason)
