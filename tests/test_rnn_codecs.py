@@ -121,6 +121,18 @@ def test_cut_stream_equals_encode_at_fewer_iterations(weights, tmp_path):
     assert main(["truncate", str(src), str(out), "--iterations", "2"]) == 2  # damaged input
 
 
+def test_target_bpp_keeps_the_iterations_that_fit(weights):
+    image = _image(6, 32, 48)  # raw: a layer is 4 + (4 + 24) bytes, the payload 4 + 32 k bytes = 0.0208 + 0.1667 k bpp
+    for target, kept in ((0.01, 1), (0.52, 2), (0.53, 3), (5.0, 6)):
+        stream = _codec(weights, quality=6, entropy="none", bpp=target).encode(image)
+        header, payload = container.unpack(stream)
+        assert header.params["quality"] == kept and len(payload) == 4 + 32 * kept
+        assert np.array_equal(_codec(weights).decode(stream),
+                              _codec(weights).decode(_codec(weights, quality=kept, entropy="none").encode(image)))
+    context = _codec(weights, quality=6, bpp=1.0).encode(image)
+    assert 8 * container.parse_header(context).payload_length <= 1.0 * 32 * 48
+
+
 def test_decode_identical_across_threads_batches_and_tiles(weights, threads):
     codec = _codec(weights, "rnn-lstm-residual-scaling", quality=3, tile=64)
     images = [_image(s, 70, 90) for s in range(3)]  # 4 tiles each, edge tiles of 6 / 26 pixels

@@ -49,6 +49,9 @@ class RNNCodec(LearnedCodec):
         ParamSpec("entropy", str, "context", choices=("context", "none"),
                   doc="context: range coding with the learned bit context model; none: raw packed bits"),
         ParamSpec("tile", int, 1024, 64, 4096, doc="tile side in pixels (multiple of 64); larger images are tiled"),
+        ParamSpec("bpp", float, 0.0, 0.0, 64.0,
+                  doc="target payload bits per pixel (0 = off): keep the most iterations, up to quality, whose "
+                      "payload fits (at least one); the header then states the iterations kept"),
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -102,8 +105,31 @@ class RNNCodec(LearnedCodec):
         for i, im in enumerate(images):
             n = len(self.tiles(*im.shape[:2]))
             layers = [pack_chunks([self._encode_bits(bits[(i, t)], it) for t in range(n)]) for it in range(k)]
-            payloads.append(pack_layers(layers))
+            payloads.append(pack_layers(layers[: self._iterations_within_target(layers, im)]))
         return payloads
+
+    def _iterations_within_target(self, layers: list[bytes], image: np.ndarray) -> int:
+        """All layers, or with ``bpp`` set the longest prefix whose payload fits the target (at least 1)."""
+        target = self.params["bpp"]
+        if not target:
+            return len(layers)
+        budget = target * image.shape[0] * image.shape[1] / 8
+        size, keep = 4, 0  # the layer count, then each layer's u32 length + bytes
+        for layer in layers:
+            size += 4 + len(layer)
+            if size > budget:
+                break
+            keep += 1
+        return max(1, keep)
+
+    def _wrap(self, image: Any, payload: bytes) -> bytes:
+        """The header states the iterations the payload holds (fewer than ``quality`` under a ``bpp`` target)."""
+        kept = int.from_bytes(payload[:4], "big")
+        if kept == self.params["quality"]:
+            return super()._wrap(image, payload)
+        sibling = type(self)(weights=self._weights_arg, device=self._device, precision=self.precision,
+                             **{**self.params, "quality": kept})
+        return LearnedCodec._wrap(sibling, image, payload)
 
     def _encode_bits(self, bits: np.ndarray, iteration: int) -> bytes:
         if self.params["entropy"] == "none":
