@@ -79,6 +79,7 @@ def code_group(model: PredictiveModel, delta: int, tile: int, heights: np.ndarra
     step_q, m = 2 * delta + 1, alphabet(delta)
     half = m // 2
     tables = model.tables(delta)
+    scale_map = model.scale_map(delta) if delta else None
     predictor = model.predictor
     if source is not None:
         src = source.reshape(-1).astype(np.int64)
@@ -105,6 +106,8 @@ def code_group(model: PredictiveModel, delta: int, tile: int, heights: np.ndarra
             if record is not None:
                 g, y, x = sched.g[a:b], sched.y[a:b], sched.x[a:b]
                 record.append((g, y, x, c, np.concatenate([neigh, current, (ref_c - 128.0)[:, None]], axis=1), mean, scale))
+            if scale_map is not None:
+                scale = scale_map[scale]
             p = mean // MEAN_FRACTIONS
             rows = scale * MEAN_FRACTIONS + (mean % MEAN_FRACTIONS)
             if source is not None:
