@@ -250,7 +250,7 @@ def test_hardest_patches_and_training_through_nicbeam_train(tmp_path):
                  "--export-dir", str(tmp_path / "w")]) == 0
     sidecar = json.loads((tmp_path / "w" / "rnn-resgru-residual-scaling.json").read_text())
     assert sidecar["recipe"]["steps_done"] == 3 and "iterations" in sidecar["recipe"]["distortion"]
-    assert json.loads((run / "config.json").read_text())["hard_patches"] == 3
+    assert json.loads((run / "config.json").read_text())["hard_patches"] == 3 == sidecar["recipe"]["hard_patches"]
     codec = get_codec("rnn-resgru-residual-scaling", weights=tmp_path / "w" / "rnn-resgru-residual-scaling.safetensors",
                       quality=3, device="cpu")
     image = _image(7, 30, 30)

@@ -124,6 +124,7 @@ def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, e
                 else "MS-SSIM (loss = lambda * (1 - MS-SSIM) + bpp)"),
             "crop": cfg.crop,
             "batch": cfg.batch,
+            "hard_patches": cfg.hard_patches,
             "optimizer": "Adam",
             "lr": cfg.lr,
             "lr_final": cfg.lr_final,
