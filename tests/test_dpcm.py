@@ -82,7 +82,7 @@ def test_wavefront_matches_training_features_and_parallel_prediction(tiny_weight
     coded = wavefront.to_coding_order(image)
     m = weights_mod.load(path)
     record: list = []
-    enc = rans_lanes.Encoder(m.tables(0), 64)
+    enc = dpcm._CollectingEncoder()
     wavefront.code_group(m, 0, 32, np.array([24]), np.array([29]), enc,
                          np.pad(coded, ((0, 8), (0, 3), (0, 0)))[None], record)
     x = torch.from_numpy(coded.astype(np.float32)).permute(2, 0, 1)[None]
@@ -149,10 +149,23 @@ def test_near_lossless_tables_sum_exactly(tiny_weights, delta):
     m = weights_mod.load(tiny_weights[1])
     pmf = weights_mod.near_lossless_pmf(m.pmf, delta)
     assert pmf.shape[1] == weights_mod.alphabet(delta) and (pmf.sum(axis=1) == 1 << 16).all() and pmf.min() >= 1
-    widened = m.scale_map(delta)
+    widened = m.scale_map(delta, 0, 0.8)
     index = np.arange(len(widened))
     assert (widened >= index).all() and (np.diff(widened) >= 0).all() and (widened < len(index)).all()
     assert (widened == index).all() == (delta == 0)
+    np.testing.assert_array_equal(m.scale_map(delta, 2, 0.0)[:-2], index[2:])
+
+
+@pytest.mark.parametrize("delta", [0, 3])
+def test_signalled_scale_correction_never_costs_more_than_none(tiny_weights, monkeypatch, delta):
+    image = photo(40, 52, 11)
+    chosen = codec(tiny_weights[1], delta=delta).encode(image)
+    monkeypatch.setattr(weights_mod, "SCALE_SHIFTS", (0,))
+    monkeypatch.setattr(weights_mod, "BETAS", (0.0,))
+    plain = codec(tiny_weights[1], delta=delta).encode(image)
+    out = codec(tiny_weights[1], delta=delta).decode(plain)
+    assert np.abs(out.astype(int) - image).max() <= delta
+    assert len(chosen) <= len(plain)
 
 
 def test_rans_lanes_round_trip_in_chunks():

@@ -8,8 +8,12 @@ sub-pixel. The MLP runs in exact integer arithmetic (see :mod:`nicbeam.codecs.pr
 and decoder agree on every machine. Images are cut into independent tiles decoded together along wavefronts
 (:mod:`nicbeam.codecs.predictive.wavefront`).
 
-Payload: u32 tiles per batch (the encoder's choice, bounded by ``MAX_GROUP_PIXELS``), then the rANS stream of
-:mod:`nicbeam.entropy.rans_lanes` (lane count, lane states, 16-bit words).
+The encoder also picks, per image, a correction of the predicted scales (a shift on the scale grid and, for
+near-lossless, a widening; see :data:`weights.SCALE_SHIFTS` / :data:`weights.BETAS`): the reconstruction does
+not depend on it, so all candidates are costed exactly from one pass, and the best is signalled.
+
+Payload: u32 tiles per batch (the encoder's choice, bounded by ``MAX_GROUP_PIXELS``), u8 shift index, u8 beta
+index, then the rANS stream of :mod:`nicbeam.entropy.rans_lanes` (lane count, lane states, 16-bit words).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from nicbeam.codecs.container import Header
 from nicbeam.codecs.errors import PayloadError
 from nicbeam.codecs.params import ParamSpec
 from nicbeam.codecs.predictive import weights as weights_mod
+from nicbeam.codecs.predictive.export import MEAN_FRACTIONS
 from nicbeam.codecs.predictive.wavefront import code_group, from_coding_order, tile_grid, tile_groups, to_coding_order
 from nicbeam.entropy.rans_lanes import Decoder, Encoder
 
@@ -34,6 +39,49 @@ MAX_LANES = 512
 #: MAX_GROUP_PIXELS (bounds its memory on large images)
 GROUP_PIXELS = 1 << 20
 MAX_GROUP_PIXELS = 1 << 22
+
+
+class _CollectingEncoder:
+    """Keeps the (scale, fraction, symbol) of every batch; the scale correction is chosen afterwards."""
+
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []
+
+    def encode(self, scale: np.ndarray, frac: np.ndarray, symbol: np.ndarray) -> None:
+        self.batches.append(np.stack([scale, frac, symbol]).astype(np.uint8))
+
+    def best_correction(self, model: weights_mod.PredictiveModel, delta: int) -> tuple[int, int]:
+        """(shift index, beta index) with the smallest exact code length, from a histogram of the symbols."""
+        tables = model.tables(delta)
+        size = tables.size
+        counts = np.zeros((len(model.scales), MEAN_FRACTIONS, size), dtype=np.int64)
+        for batch in self.batches:
+            key = (batch[0].astype(np.int64) * MEAN_FRACTIONS + batch[1]) * size + batch[2]
+            counts += np.bincount(key, minlength=counts.size).reshape(counts.shape)
+        cost = -np.log2(tables.freq.reshape(-1, MEAN_FRACTIONS, size).astype(np.float64) / (1 << 16))
+        betas = range(len(weights_mod.BETAS)) if delta else [0]
+        best, choice = np.inf, (weights_mod.SCALE_SHIFTS.index(0), 0)
+        for i, shift in enumerate(weights_mod.SCALE_SHIFTS):
+            for j in betas:
+                smap = model.scale_map(delta, shift, weights_mod.BETAS[j])
+                bits = float((counts * cost[smap]).sum())
+                if bits < best - 1e-6:
+                    best, choice = bits, (i, j)
+        return choice
+
+    def write(self, encoder: Encoder, smap: np.ndarray) -> None:
+        for batch in self.batches:
+            encoder.encode(smap[batch[0]] * MEAN_FRACTIONS + batch[1], batch[2])
+
+
+class _MappedDecoder:
+    """The rANS decoder behind the signalled scale correction."""
+
+    def __init__(self, decoder: Decoder, smap: np.ndarray) -> None:
+        self.decoder, self.smap = decoder, smap
+
+    def decode(self, scale: np.ndarray, frac: np.ndarray) -> np.ndarray:
+        return self.decoder.decode(self.smap[scale] * MEAN_FRACTIONS + frac)
 
 
 def single_threaded_blas():
@@ -96,7 +144,7 @@ class MlpDpcmCodec(Codec):
         h, w = image.shape[:2]
         delta = self.params["delta"]
         coded = to_coding_order(image)
-        encoder = Encoder(self.model.tables(delta), self._lanes(h, w))
+        collector = _CollectingEncoder()
         per_group = max(1, GROUP_PIXELS // self.params["tile"] ** 2)
         tile, groups = self._groups(h, w, per_group)
         for group in groups:
@@ -105,24 +153,35 @@ class MlpDpcmCodec(Codec):
                 src[i, :th, :tw] = coded[top : top + th, left : left + tw]
             heights = np.array([t[2] for t in group])
             widths = np.array([t[3] for t in group])
-            code_group(self.model, delta, tile, heights, widths, encoder, src)
-        return struct.pack("<I", per_group) + encoder.finish()
+            code_group(self.model, delta, tile, heights, widths, collector, src)
+        shift_i, beta_i = collector.best_correction(self.model, delta)
+        encoder = Encoder(self.model.tables(delta), self._lanes(h, w))
+        collector.write(encoder, self._scale_map(shift_i, beta_i))
+        return struct.pack("<IBB", per_group, shift_i, beta_i) + encoder.finish()
+
+    def _scale_map(self, shift_i: int, beta_i: int) -> np.ndarray:
+        if shift_i >= len(weights_mod.SCALE_SHIFTS) or beta_i >= len(weights_mod.BETAS):
+            raise PayloadError(f"mlp-dpcm payload declares scale correction ({shift_i}, {beta_i}), out of range")
+        delta = self.params["delta"]
+        return self.model.scale_map(delta, weights_mod.SCALE_SHIFTS[shift_i], weights_mod.BETAS[beta_i])
 
     def _decode(self, payload: bytes, header: Header) -> np.ndarray:
         h, w = header.height, header.width
         delta = self.params["delta"]
-        if len(payload) < 4:
+        if len(payload) < 6:
             raise PayloadError("mlp-dpcm payload shorter than its header")
-        (per_group,) = struct.unpack_from("<I", payload)
+        per_group, shift_i, beta_i = struct.unpack_from("<IBB", payload)
+        smap = self._scale_map(shift_i, beta_i)
         if not 1 <= per_group <= max(1, MAX_GROUP_PIXELS // self.params["tile"] ** 2):
             raise PayloadError(f"mlp-dpcm payload declares {per_group} tiles per batch")
-        decoder = Decoder(self.model.tables(delta), payload[4:], self._lanes(h, w))
+        decoder = Decoder(self.model.tables(delta), payload[6:], self._lanes(h, w))
+        mapped = _MappedDecoder(decoder, smap)
         out = np.empty((h, w, 3), dtype=np.uint8)
         tile, groups = self._groups(h, w, per_group)
         for group in groups:
             heights = np.array([t[2] for t in group])
             widths = np.array([t[3] for t in group])
-            rec = code_group(self.model, delta, tile, heights, widths, decoder, None)
+            rec = code_group(self.model, delta, tile, heights, widths, mapped, None)
             for i, (top, left, th, tw) in enumerate(group):
                 out[top : top + th, left : left + tw] = rec[i, :th, :tw]
         decoder.finish()

@@ -63,7 +63,7 @@ class Schedule:
 def code_group(model: PredictiveModel, delta: int, tile: int, heights: np.ndarray, widths: np.ndarray,
                coder, source: np.ndarray | None, record: list | None = None) -> np.ndarray:
     """Code one group of tiles. ``source``: (G, tile, tile, 3) uint8 in coding order when encoding (``coder``
-    an rans_lanes.Encoder), None when decoding (``coder`` a Decoder). Returns the reconstruction, same shape.
+    takes ``encode(scale, frac, symbol)``), None when decoding (``coder.decode(scale, frac)`` gives the symbols). Returns the reconstruction, same shape.
     ``record`` (tests): gets ``(g, y, x, c, features, mean, scale)`` per channel batch."""
     n = len(heights)
     sched = Schedule.build(heights, widths, tile)
@@ -78,8 +78,6 @@ def code_group(model: PredictiveModel, delta: int, tile: int, heights: np.ndarra
     avail_all = ((yy >= 0) & (xx >= 0) & (xx < widths[sched.g][:, None])).astype(np.float64)
     step_q, m = 2 * delta + 1, alphabet(delta)
     half = m // 2
-    tables = model.tables(delta)
-    scale_map = model.scale_map(delta) if delta else None
     predictor = model.predictor
     if source is not None:
         src = source.reshape(-1).astype(np.int64)
@@ -106,16 +104,14 @@ def code_group(model: PredictiveModel, delta: int, tile: int, heights: np.ndarra
             if record is not None:
                 g, y, x = sched.g[a:b], sched.y[a:b], sched.x[a:b]
                 record.append((g, y, x, c, np.concatenate([neigh, current, (ref_c - 128.0)[:, None]], axis=1), mean, scale))
-            if scale_map is not None:
-                scale = scale_map[scale]
             p = mean // MEAN_FRACTIONS
-            rows = scale * MEAN_FRACTIONS + (mean % MEAN_FRACTIONS)
+            frac = mean % MEAN_FRACTIONS
             if source is not None:
                 e = src[src_all[a:b] + c] - p
                 q = np.sign(e) * ((np.abs(e) + delta) // step_q)
-                coder.encode(rows, (q + half) % m)
+                coder.encode(scale, frac, (q + half) % m)
             else:
-                sym = coder.decode(rows)
+                sym = coder.decode(scale, frac)
                 q_low = -((p + delta) // step_q)
                 q = q_low + (sym - half - q_low) % m
             recon = np.clip(p + q * step_q, 0, 255)

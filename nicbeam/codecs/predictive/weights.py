@@ -23,9 +23,12 @@ from nicbeam.entropy.rans_lanes import Tables
 _CACHE: dict[str, "PredictiveModel"] = {}
 _LOCK = threading.Lock()
 DEFAULT_NAME = "mlp-dpcm"
-#: near-lossless: the predicted logistic scale s is widened to sqrt(s**2 + (BETA * delta)**2) (the context is
-#: made of reconstructed pixels, up to delta off). 0.8 was the best of 0.4..1.0 on two training photographs.
-NEAR_LOSSLESS_BETA = 0.8
+#: per-image scale correction chosen by the encoder and signalled (2 bytes): the predicted scale index s moves
+#: by SCALE_SHIFTS[i] grid steps (x1.096 each) and, near-lossless, widens to sqrt(s**2 + (BETAS[j] * delta)**2)
+#: (contexts are reconstructed pixels, up to delta off; how much that matters depends on the image: flat
+#: images want no widening, textured ones ~0.6-1.0, measured on training photographs)
+SCALE_SHIFTS = (-3, -2, -1, 0, 1, 2, 3)
+BETAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.3)
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
@@ -49,23 +52,27 @@ class PredictiveModel:
     predictor_tensors: dict[str, np.ndarray]  # the integer MLP as stored
     scales: np.ndarray  # the float64 scale grid shipped with the tables
     _tables: dict[int, Tables] = field(default_factory=dict)
-    _scale_maps: dict[int, np.ndarray] = field(default_factory=dict)
-
-    def scale_map(self, delta: int) -> np.ndarray:
-        """Scale index -> index of the widened scale for ``delta`` (identity when lossless). Only IEEE
-        multiplications, additions and comparisons of the shipped grid: identical on every machine."""
-        with _LOCK:
-            if delta not in self._scale_maps:
-                square = self.scales * self.scales
-                target = square + (NEAR_LOSSLESS_BETA * delta) ** 2
-                self._scale_maps[delta] = np.minimum(np.searchsorted(square, target), len(square) - 1).astype(np.int64)
-            return self._scale_maps[delta]
+    _scale_maps: dict[tuple, np.ndarray] = field(default_factory=dict)
 
     def tables(self, delta: int) -> Tables:
         with _LOCK:
             if delta not in self._tables:
                 self._tables[delta] = Tables(near_lossless_pmf(self.pmf, delta))
             return self._tables[delta]
+
+    def scale_map(self, delta: int, shift: int = 0, beta: float = 0.0) -> np.ndarray:
+        """Scale index -> corrected index: moved by ``shift`` grid steps, then widened for ``delta`` by
+        ``beta``. Only IEEE multiplications, additions and comparisons of the shipped grid: identical on
+        every machine."""
+        key = (delta, shift, beta)
+        with _LOCK:
+            if key not in self._scale_maps:
+                last = len(self.scales) - 1
+                moved = self.scales[np.clip(np.arange(last + 1) + shift, 0, last)]
+                square = self.scales * self.scales
+                target = moved * moved + (beta * delta) ** 2
+                self._scale_maps[key] = np.minimum(np.searchsorted(square, target), last).astype(np.int64)
+            return self._scale_maps[key]
 
 
 def alphabet(delta: int) -> int:
