@@ -76,7 +76,7 @@ class LPIPSNet(nn.Module):
                                  f"got {image.shape[0]}x{image.shape[1]}")
         x = torch.from_numpy(np.ascontiguousarray(np.stack(images))).to(self.device)
         x = x.permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1.0
-        # channels-last: the CPU convolutions of the AlexNet trunk take ~27 % less time (measured, 768x512)
+        # channels-last: the AlexNet trunk took 11 % less CPU time per 768x512 forward (interleaved A/B, 12 runs)
         return ((x - self.shift) / self.scale).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
