@@ -116,6 +116,7 @@ def main() -> int:
     ap.add_argument("--memory-counts", default="100,1000", help="corpus sizes of the memory runs")
     ap.add_argument("--no-variants", action="store_true",
                     help="leave out the extra q75 4:2:0 JPEGs with optimised Huffman tables / progressive")
+    ap.add_argument("--report-dir", help="copy the savings run's report (report.md, savings.png) here")
     ap.add_argument("--skip", action="append", default=[], choices=("savings", "throughput", "memory"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nicbeam-bench-recompress-"))
@@ -133,6 +134,8 @@ def main() -> int:
             print("\n## 1. savings per mode", flush=True)
             res = recompress(corpus, tmp / "out-lossless", "--mode", "lossless-jpeg", "--mode", "lossless")
             rows = manifest_rows(res["run"])
+            if args.report_dir:
+                shutil.copytree(res["run"] / "report", args.report_dir, dirs_exist_ok=True)
             by_dir: dict[str, list[dict]] = defaultdict(list)
             for r in rows:
                 by_dir[Path(r["rel_path"]).parts[0]].append(r)
