@@ -100,6 +100,27 @@ def test_wavefront_matches_training_features_and_parallel_prediction(tiny_weight
     assert seen.all()
 
 
+@pytest.mark.parametrize("tile", [8, 32])
+def test_parallel_lossless_encoder_equals_the_wavefront_loop(tiny_weights, tile):
+    """The lossless encoder predicts all pixels at once (teacher forcing); the wavefront loop, the decoder's,
+    must hand the coder the very same (scale, fraction, symbol) batches."""
+    m = weights_mod.load(tiny_weights[1])
+    image = wavefront.to_coding_order(photo(30, 45, 4))
+    tiles = wavefront.tile_grid(30, 45, tile)
+    src = np.zeros((len(tiles), tile, tile, 3), np.uint8)
+    for i, (top, left, th, tw) in enumerate(tiles):
+        src[i, :th, :tw] = image[top : top + th, left : left + tw]
+    heights, widths = np.array([t[2] for t in tiles]), np.array([t[3] for t in tiles])
+    runs = []
+    for parallel in (False, True):
+        coll = dpcm._CollectingEncoder()
+        wavefront.code_group(m, 0, tile, heights, widths, coll, src, parallel=parallel)
+        runs.append(coll.batches)
+    assert len(runs[0]) == len(runs[1])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_integer_export_follows_the_float_model(tiny_weights):
     """The coded size is the float model's ideal code length within a few per cent (export fidelity)."""
     model, path = tiny_weights

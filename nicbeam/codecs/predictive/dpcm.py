@@ -54,10 +54,12 @@ class _CollectingEncoder:
         """(shift index, beta index) with the smallest exact code length, from a histogram of the symbols."""
         tables = model.tables(delta)
         size = tables.size
-        counts = np.zeros((len(model.scales), MEAN_FRACTIONS, size), dtype=np.int64)
-        for batch in self.batches:
-            key = (batch[0].astype(np.int64) * MEAN_FRACTIONS + batch[1]) * size + batch[2]
-            counts += np.bincount(key, minlength=counts.size).reshape(counts.shape)
+        shape = (len(model.scales), MEAN_FRACTIONS, size)
+        counts = np.zeros(shape, dtype=np.int64)
+        for start in range(0, len(self.batches), 4096):  # bounded temporary memory
+            allb = np.concatenate(self.batches[start : start + 4096], axis=1).astype(np.int64)
+            key = (allb[0] * MEAN_FRACTIONS + allb[1]) * size + allb[2]
+            counts += np.bincount(key, minlength=counts.size).reshape(shape)
         cost = -np.log2(tables.freq.reshape(-1, MEAN_FRACTIONS, size).astype(np.float64) / (1 << 16))
         betas = range(len(weights_mod.BETAS)) if delta else [0]
         best, choice = np.inf, (weights_mod.SCALE_SHIFTS.index(0), 0)
@@ -153,7 +155,7 @@ class MlpDpcmCodec(Codec):
                 src[i, :th, :tw] = coded[top : top + th, left : left + tw]
             heights = np.array([t[2] for t in group])
             widths = np.array([t[3] for t in group])
-            code_group(self.model, delta, tile, heights, widths, collector, src)
+            code_group(self.model, delta, tile, heights, widths, collector, src, parallel=delta == 0)
         shift_i, beta_i = collector.best_correction(self.model, delta)
         encoder = Encoder(self.model.tables(delta), self._lanes(h, w))
         collector.write(encoder, self._scale_map(shift_i, beta_i))

@@ -60,10 +60,29 @@ class Schedule:
         return int(np.diff(self.bounds).max())
 
 
+def _contexts(flat: np.ndarray, base: np.ndarray, avail: np.ndarray, nb_off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(references (B, 3), neighbour features (B, 36)) of the pixels at buffer positions ``base``."""
+    vals = flat[base[:, None] + nb_off].reshape(-1, len(OFFSETS), 3)
+    north, west, nw = vals[:, _I_N], vals[:, _I_W], vals[:, _I_NW]
+    has_n, has_w = avail[:, _I_N, None] > 0, avail[:, _I_W, None] > 0
+    hi, lo = np.maximum(north, west), np.minimum(north, west)
+    med = np.where(nw >= hi, lo, np.where(nw <= lo, hi, north + west - nw))
+    ref = np.where(has_n & has_w, med, np.where(has_w, west, np.where(has_n, north, 128.0)))
+    vals -= ref[:, None, :]
+    vals *= avail[:, :, None]
+    return ref, vals.reshape(len(base), -1)
+
+
+#: pixels per batch of the parallel (teacher-forced) lossless encoder
+PARALLEL_CHUNK = 1 << 15
+
+
 def code_group(model: PredictiveModel, delta: int, tile: int, heights: np.ndarray, widths: np.ndarray,
-               coder, source: np.ndarray | None, record: list | None = None) -> np.ndarray:
+               coder, source: np.ndarray | None, record: list | None = None, parallel: bool = False) -> np.ndarray:
     """Code one group of tiles. ``source``: (G, tile, tile, 3) uint8 in coding order when encoding (``coder``
-    takes ``encode(scale, frac, symbol)``), None when decoding (``coder.decode(scale, frac)`` gives the symbols). Returns the reconstruction, same shape.
+    takes ``encode(scale, frac, symbol)``), None when decoding (``coder.decode(scale, frac)`` gives the
+    symbols). Returns the reconstruction, same shape. ``parallel`` (lossless encoding only): every context is
+    known up front, so all pixels are predicted in large batches, then handed to ``coder`` in wavefront order.
     ``record`` (tests): gets ``(g, y, x, c, features, mean, scale)`` per channel batch."""
     n = len(heights)
     sched = Schedule.build(heights, widths, tile)
@@ -82,20 +101,35 @@ def code_group(model: PredictiveModel, delta: int, tile: int, heights: np.ndarra
     if source is not None:
         src = source.reshape(-1).astype(np.int64)
         src_all = ((sched.g * tile + sched.y) * tile + sched.x) * 3
+    if parallel:
+        if source is None or delta:
+            raise ValueError("parallel coding needs the source and delta 0")
+        buf[:, REACH_UP:, REACH_LEFT : REACH_LEFT + tile] = source
+        total = len(base_all)
+        out = np.zeros((3, 3, total), dtype=np.int64)  # (scale, fraction, symbol) x channel x pixel
+        for a in range(0, total, PARALLEL_CHUNK):
+            b = min(total, a + PARALLEL_CHUNK)
+            ref, neigh = _contexts(flat, base_all[a:b], avail_all[a:b], nb_off)
+            partial = predictor.first_layer_neighbours(neigh)
+            current = np.zeros((b - a, 2), dtype=np.float64)
+            for c in range(3):
+                mean, scale = predictor.channel(c, partial, current, ref[:, c])
+                x = src[src_all[a:b] + c]
+                p = mean // MEAN_FRACTIONS
+                out[:, c, a:b] = scale, mean % MEAN_FRACTIONS, (x - p + half) % m
+                if c < 2:
+                    current[:, c] = x - ref[:, c]
+        for s in range(len(sched.bounds) - 1):
+            a, b = sched.bounds[s], sched.bounds[s + 1]
+            for c in range(3 if a < b else 0):
+                coder.encode(out[0, c, a:b], out[1, c, a:b], out[2, c, a:b])
+        return source.copy()
     for s in range(len(sched.bounds) - 1):
         a, b = sched.bounds[s], sched.bounds[s + 1]
         if a == b:
             continue
-        base, avail = base_all[a:b], avail_all[a:b]
-        vals = flat[base[:, None] + nb_off].reshape(-1, len(OFFSETS), 3)
-        north, west, nw = vals[:, _I_N], vals[:, _I_W], vals[:, _I_NW]
-        has_n, has_w = avail[:, _I_N, None] > 0, avail[:, _I_W, None] > 0
-        hi, lo = np.maximum(north, west), np.minimum(north, west)
-        med = np.where(nw >= hi, lo, np.where(nw <= lo, hi, north + west - nw))
-        ref = np.where(has_n & has_w, med, np.where(has_w, west, np.where(has_n, north, 128.0)))
-        vals -= ref[:, None, :]
-        vals *= avail[:, :, None]
-        neigh = vals.reshape(len(base), -1)
+        base = base_all[a:b]
+        ref, neigh = _contexts(flat, base, avail_all[a:b], nb_off)
         partial = predictor.first_layer_neighbours(neigh)
         current = np.zeros((len(base), 2), dtype=np.float64)
         for c in range(3):
