@@ -66,8 +66,8 @@ def main() -> None:
                 quality.append(psnr(image, decoded))
         total = megapixels * args.repeat
         label = name + ":" + ",".join(f"{k}={v}" for k, v in params.items())
-        print(f"{label:38s} {bits / total / 1e6:6.3f} {np.mean(quality):6.2f} {total / enc_s:9.3f} {total / dec_s:9.3f}",
-              flush=True)
+        bpp = bits / total / 1e6
+        print(f"{label:38s} {bpp:6.3f} {np.mean(quality):6.2f} {total / enc_s:9.3f} {total / dec_s:9.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -45,3 +45,9 @@ def _upsample_axis(plane: np.ndarray, axis: int) -> np.ndarray:
 def upsample2(plane: np.ndarray) -> np.ndarray:
     """Twice the size in both directions (inverse of :func:`downsample2` up to smoothing)."""
     return _upsample_axis(_upsample_axis(plane, 0), 1)
+
+
+def rgb_error_gains() -> np.ndarray:
+    """RGB error per unit error of Y, Cb, Cr (column norms of the inverse matrix), relative to luma's."""
+    norms = np.linalg.norm(_INVERSE, axis=0)
+    return norms / norms[0]

@@ -30,7 +30,7 @@ DETAIL_ROUNDING = 0.38
 #: Non-zero detail levels are reconstructed at ``(|q| - bias) * step``.
 DETAIL_RECONSTRUCTION_BIAS = 0.0
 #: RGB-error gain of each YCbCr component (column norms of the inverse colour matrix, relative to luma).
-_COLOUR_GAIN = np.linalg.norm(colour._INVERSE, axis=0) / np.linalg.norm(colour._INVERSE[:, 0])
+_COLOUR_GAIN = colour.rgb_error_gains()
 
 
 def base_step(quality: int) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 
 from nicbeam.codecs.transform import planes
 from nicbeam.codecs.transform.wavelet import ORIENTATIONS
-from nicbeam.entropy.adaptive import LEVEL_CAP, AdaptiveDecoder, AdaptiveEncoder, AdaptiveModels
+from nicbeam.entropy.adaptive import AdaptiveDecoder, AdaptiveEncoder, AdaptiveModels
 
 #: Level classes: levels 1..4 alone, 5 and coarser together.
 LEVEL_CLASSES = 5

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from nicbeam.entropy.adaptive import LEVEL_CAP, AdaptiveDecoder, AdaptiveEncoder, AdaptiveModels
+from nicbeam.entropy.adaptive import (
+    LEVEL_CAP,
+    REMAINDER_DIRECT,
+    AdaptiveDecoder,
+    AdaptiveEncoder,
+    AdaptiveModels,
+)
 
 #: Bucket of the weighted neighbour level sum (0..4*LEVEL_CAP) used in the spatial context.
 _NEIGHBOUR_BUCKET = np.array([0, 1, 2, 3, 3, 4, 4, 4, 5, 5, 5, 5, 5], dtype=np.int64)
@@ -38,16 +44,13 @@ def level_models(n_base: int) -> AdaptiveModels:
 
 
 def remainder_models(n_base: int) -> AdaptiveModels:
-    from nicbeam.entropy.adaptive import REMAINDER_DIRECT
-
+    """Remainder models (two per base: quiet or busy neighbourhood), prior falling off with the remainder."""
     initial = np.maximum(1, 8 >> np.minimum(np.arange(REMAINDER_DIRECT + 1), 3))
     return AdaptiveModels(n_base * REMAINDER_SPLIT, REMAINDER_DIRECT + 1, initial)
 
 
 def predicted_models(n_base: int) -> tuple[AdaptiveModels, AdaptiveModels]:
     """Level and remainder models of the predicted-plane coder for ``n_base`` base contexts."""
-    from nicbeam.entropy.adaptive import REMAINDER_DIRECT
-
     return (AdaptiveModels(n_base * ACTIVITY_CONTEXTS, LEVEL_CAP + 1),
             AdaptiveModels(n_base * ACTIVITY_CONTEXTS, REMAINDER_DIRECT + 1))
 
