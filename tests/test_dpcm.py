@@ -247,3 +247,18 @@ def test_training_loss_is_bits_per_sub_pixel():
     losses = model.rate_distortion_loss(out, x, torch.ones(1))
     assert math.isclose(float(losses["bpp"].detach()), 3 * float(losses["loss"].detach()), rel_tol=1e-6)
     assert 0 < float(losses["loss"].detach()) < 16
+
+
+def test_shipped_weights_round_trip_and_match_their_sidecar():
+    path = weights_mod.resolve(weights_mod.DEFAULT_NAME)
+    if not path.exists():
+        pytest.skip("no shipped mlp-dpcm weights")
+    import hashlib
+    import json
+
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == json.loads(path.with_suffix(".json").read_text())["sha256"]
+    image = photo(23, 31, 6)
+    for delta in (0, 2):
+        c = get_codec("mlp-dpcm", delta=delta)
+        out = c.decode(c.encode(image))
+        assert np.abs(out.astype(int) - image).max() <= delta
