@@ -198,14 +198,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kodak", type=Path, default=KODAK)
     ap.add_argument("--images", type=int, default=24)
-    ap.add_argument("--variants", default=None, help="comma-separated (default: every variant with weights)")
+    ap.add_argument("--variants", default=None,
+                    help="comma-separated (default: every variant with weights; 'none': JPEG rows only)")
     ap.add_argument("--weights-dir", type=Path, default=None, help="default: the nicbeam/weights package")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--timed-images", type=int, default=4, help="RNN decode speed from this many images")
     ap.add_argument("--out", type=Path, default=RESULTS / "rnn-table", help="writes OUT.json, OUT.md, OUT.png")
     args = ap.parse_args()
     folder = args.weights_dir or weights_dir()
-    names = args.variants.split(",") if args.variants else [n for n in VARIANTS if (folder / f"{n}.safetensors").exists()]
+    if args.variants == "none":  # JPEG rows only (e.g. to check them against the paper on all 24 images)
+        names = []
+    else:
+        names = args.variants.split(",") if args.variants else [n for n in VARIANTS if (folder / f"{n}.safetensors").exists()]
     paths = sorted(args.kodak.glob("kodim*.png"))[: args.images]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     print(f"{len(images)} Kodak images; RNN variants with weights: {', '.join(names) or 'none'}", flush=True)
