@@ -60,8 +60,11 @@ class Encoder:
         self.batches: list[tuple[np.ndarray, np.ndarray]] = []
 
     def encode(self, rows: np.ndarray, symbols: np.ndarray) -> None:
+        # compact until finish(): the whole image's symbols are held (rANS codes them in reverse)
+        kind = np.uint16 if max(self.tables.rows, self.tables.size) <= 1 << 16 else np.int64
         for i in range(0, len(rows), self.lanes):
-            self.batches.append((np.asarray(rows[i : i + self.lanes]), np.asarray(symbols[i : i + self.lanes])))
+            self.batches.append((np.asarray(rows[i : i + self.lanes]).astype(kind),
+                                 np.asarray(symbols[i : i + self.lanes]).astype(kind)))
 
     def finish(self) -> bytes:
         t = self.tables
