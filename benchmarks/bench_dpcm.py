@@ -2,7 +2,10 @@
 all measured in the same run, plus mlp-dpcm's encode / decode speed.
 
     .venv/bin/python benchmarks/bench_dpcm.py [--images ../shared/data/kodak] [--count 24] [--deltas 1,2,4]
-        [--weights mlp-dpcm] [--tile 64] [--out benchmarks/results/bench_dpcm.json]
+        [--weights mlp-dpcm] [--tile 128] [--out benchmarks/results/bench_dpcm.json]
+    # the same in shards (separate processes), then one summary over all of them:
+    .venv/bin/python benchmarks/bench_dpcm.py --skip 0 --count 8 --out /tmp/s0.json   # ... --skip 8, --skip 16
+    .venv/bin/python benchmarks/bench_dpcm.py --merge /tmp/s0.json /tmp/s1.json /tmp/s2.json --out results.json
 
 Every stream is decoded and checked: lossless ones byte-exact, near-lossless ones within delta on every
 sub-pixel (the script stops on a failure). bpp counts whole nicbeam streams (container header included) for
@@ -28,7 +31,7 @@ from nicbeam.codecs import get_codec  # noqa: E402
 
 LOSSLESS = [
     ("png", {"level": 9}),
-    ("webp", {"lossless": True, "method": 6, "quality": 100}),
+    ("webp", {"lossless": True, "method": 6}),
     ("jpegxl", {"lossless": True, "effort": 7}),
     ("jpegls", {}),
     ("jpegls", {"color_transform": "none", "interleave": "sample"}),  # imagecodecs' defaults: the 13.07 figure
@@ -53,53 +56,72 @@ def run(codec, image: np.ndarray, bound: int) -> dict:
             "dec_cpu": c2 - c1, "max_err": err, "mse": mse}
 
 
+def summarize(settings: list[tuple[str, int]], results: dict[str, list[dict]], pixels_per_image: list[int]) -> dict:
+    pixels = sum(pixels_per_image)
+    summary = {}
+    print(f"\n{len(pixels_per_image)} images, {pixels / 1e6:.2f} MP; bpp = mean over images of bits / pixels")
+    print(f"{'setting':48s} {'bpp':>7s} {'max err':>7s} {'PSNR':>7s} {'enc MP/s':>9s} {'dec MP/s':>9s} "
+          f"{'enc MP/s CPU':>12s} {'dec MP/s CPU':>12s}")
+    for name, bound in settings:
+        rs = results[name]
+        bpp = float(np.mean([r["bits"] / n for r, n in zip(rs, pixels_per_image)]))
+        mse = float(np.mean([r["mse"] for r in rs]))
+        psnr = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+        speed = {k: pixels / 1e6 / sum(r[k] for r in rs) for k in ("enc_wall", "dec_wall", "enc_cpu", "dec_cpu")}
+        summary[name] = {"bpp": round(bpp, 4), "max_err": max(r["max_err"] for r in rs), "bound": bound,
+                         "psnr": round(psnr, 3) if mse else None,
+                         **{f"{k}_mp_s": round(v, 4) for k, v in speed.items()}}
+        print(f"{name:48s} {bpp:7.3f} {summary[name]['max_err']:7d} {psnr:7.2f} {speed['enc_wall']:9.3f} "
+              f"{speed['dec_wall']:9.3f} {speed['enc_cpu']:12.3f} {speed['dec_cpu']:12.3f}")
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=Path("../shared/data/kodak"))
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first SKIP images (shards)")
     parser.add_argument("--count", type=int, default=24)
     parser.add_argument("--deltas", default="1,2,4")
     parser.add_argument("--weights", default="mlp-dpcm")
-    parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--out", type=Path, default=None, help="write the per-image figures and means as JSON")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, help="summarise these shard outputs")
     args = parser.parse_args()
-    paths = sorted(args.images.glob("*.png"))[: args.count]
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    deltas = [int(d) for d in args.deltas.split(",") if d]
-    settings = [(label("mlp-dpcm", {"tile": args.tile}), get_codec("mlp-dpcm", weights=args.weights, tile=args.tile), 0)]
-    settings += [(label(n, p), get_codec(n, **p), 0) for n, p in LOSSLESS]
-    for d in deltas:
-        settings.append((label("mlp-dpcm", {"delta": d, "tile": args.tile}),
-                         get_codec("mlp-dpcm", weights=args.weights, tile=args.tile, delta=d), d))
-        settings.append((label("jpegls", {"near": d}), get_codec("jpegls", near=d), d))
-    results: dict[str, list[dict]] = {name: [] for name, _, _ in settings}
-    for path, image in zip(paths, images):
-        for name, codec, bound in settings:
-            r = run(codec, image, bound)
-            r["image"] = path.name
-            results[name].append(r)
-        line = "  ".join(f"{n.split('(')[0]}{'' if b == 0 else f'@{b}'} {results[n][-1]['bits'] / image[..., 0].size:.3f}"
-                         for n, _, b in settings[:1] + settings[len(LOSSLESS) + 1 :])
-        print(f"{path.name}: {line}", flush=True)
-    pixels = sum(im.shape[0] * im.shape[1] for im in images)
-    summary = {}
-    print(f"\n{len(images)} images, {pixels / 1e6:.2f} MP; bpp = mean over images of bits / pixels")
-    print(f"{'setting':52s} {'bpp':>7s} {'max err':>7s} {'PSNR':>7s} {'enc MP/s':>9s} {'dec MP/s':>9s} {'dec MP/s CPU':>12s}")
-    for name, _, bound in settings:
-        rs = results[name]
-        bpp = float(np.mean([r["bits"] / (im.shape[0] * im.shape[1]) for r, im in zip(rs, images)]))
-        mse = float(np.mean([r["mse"] for r in rs]))
-        psnr = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
-        enc = pixels / 1e6 / sum(r["enc_wall"] for r in rs)
-        dec = pixels / 1e6 / sum(r["dec_wall"] for r in rs)
-        dec_cpu = pixels / 1e6 / sum(r["dec_cpu"] for r in rs)
-        summary[name] = {"bpp": round(bpp, 4), "max_err": max(r["max_err"] for r in rs), "psnr": round(psnr, 3),
-                         "enc_mp_s": round(enc, 4), "dec_mp_s": round(dec, 4), "dec_mp_s_cpu": round(dec_cpu, 4),
-                         "enc_mp_s_cpu": round(pixels / 1e6 / sum(r["enc_cpu"] for r in rs), 4)}
-        print(f"{name:52s} {bpp:7.3f} {summary[name]['max_err']:7d} {psnr:7.2f} {enc:9.3f} {dec:9.3f} {dec_cpu:12.3f}")
+    if args.merge:
+        shards = [json.loads(p.read_text()) for p in args.merge]
+        settings = [(name, v["bound"]) for name, v in shards[0]["summary"].items()]
+        results = {name: [r for sh in shards for r in sh["per_image"][name]] for name, _ in settings}
+        pixels = [p for sh in shards for p in sh["pixels"]]
+        images = [i for sh in shards for i in sh["images"]]
+        weights = shards[0]["weights"]
+    else:
+        paths = sorted(args.images.glob("*.png"))[args.skip : args.skip + args.count]
+        images = [p.name for p in paths]
+        weights = args.weights
+        deltas = [int(d) for d in args.deltas.split(",") if d]
+        codecs = [(label("mlp-dpcm", {"tile": args.tile}), get_codec("mlp-dpcm", weights=args.weights, tile=args.tile), 0)]
+        codecs += [(label(n, p), get_codec(n, **p), 0) for n, p in LOSSLESS]
+        for d in deltas:
+            codecs.append((label("mlp-dpcm", {"delta": d, "tile": args.tile}),
+                           get_codec("mlp-dpcm", weights=args.weights, tile=args.tile, delta=d), d))
+            codecs.append((label("jpegls", {"near": d}), get_codec("jpegls", near=d), d))
+        settings = [(name, bound) for name, _, bound in codecs]
+        results = {name: [] for name, _ in settings}
+        pixels = []
+        for path in paths:
+            image = np.asarray(Image.open(path).convert("RGB"))
+            pixels.append(image.shape[0] * image.shape[1])
+            for name, codec, bound in codecs:
+                r = run(codec, image, bound)
+                r["image"] = path.name
+                results[name].append(r)
+            print(f"{path.name}: " + "  ".join(f"{n} {results[n][-1]['bits'] / pixels[-1]:.3f}" for n, _ in settings),
+                  flush=True)
+    summary = summarize(settings, results, pixels)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"images": [p.name for p in paths], "weights": args.weights,
-                                        "summary": summary, "per_image": results}, indent=1) + "\n")
+        args.out.write_text(json.dumps({"images": images, "pixels": pixels, "weights": weights, "summary": summary,
+                                        "per_image": results}, indent=1) + "\n")
         print(f"wrote {args.out}")
 
 
