@@ -20,6 +20,13 @@ def test_codecs_table_lists_every_codec_with_lossless_flag(capsys) -> None:
     assert lines["jpeg"].split()[1] == "no"
     assert "quality=1..100 (75)" in lines["jpeg"]
     assert lines["jpegxl"].split()[1] == "option"
+    # lossless at a parameter value other than a ``lossless`` switch (near=0, delta=0), and so at that value
+    assert lines["jpegls"].split()[1] == "option" and lines["mlp-dpcm"].split()[1] == "option"
+    from nicbeam.codecs import get_codec_class
+
+    for name in ("jpegls", "mlp-dpcm"):
+        cls = get_codec_class(name)
+        assert cls(**cls.lossless_when).lossless
 
 
 def test_codecs_json(capsys) -> None:

@@ -44,6 +44,9 @@ class Codec(abc.ABC):
     input_kind: ClassVar[str] = "rgb8"
     layered: ClassVar[bool] = False
     always_lossless: ClassVar[bool] = False
+    #: Parameter values under which the codec is lossless when that is not a ``lossless`` switch
+    #: (e.g. JPEG-LS ``near=0``); listings such as ``nicbeam codecs`` read it without building the codec.
+    lossless_when: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Param] = resolve_params(self.param_specs, params, self.name)

@@ -92,6 +92,7 @@ def check_frame(data: bytes, height: int, width: int, components: int) -> None:
 class JpegLsCodec(Codec):
     name = "jpegls"
     description = "JPEG-LS (LOCO-I) lossless / near-lossless via CharLS, with HP colour transforms"
+    lossless_when = {"near": 0}
     param_specs = (
         ParamSpec("near", int, 0, 0, 255, doc="NEAR: max absolute error per component, 0 = lossless"),
         ParamSpec("color_transform", str, "auto", choices=("auto", "none", "hp1", "hp2", "hp3"),

@@ -14,10 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def lossless_text(cls: type[Codec]) -> str:
-    """``yes`` for always-lossless codecs, ``option`` when a ``lossless`` parameter switches it, else ``no``."""
+    """``yes`` for always-lossless codecs, ``option`` when a parameter makes it lossless (a ``lossless``
+    switch or ``lossless_when``, e.g. ``near=0``), else ``no``."""
     if cls.always_lossless:
         return "yes"
-    return "option" if any(spec.name == "lossless" for spec in cls.param_specs) else "no"
+    switchable = cls.lossless_when or any(spec.name == "lossless" for spec in cls.param_specs)
+    return "option" if switchable else "no"
 
 
 def describe(name: str) -> dict:

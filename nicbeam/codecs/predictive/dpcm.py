@@ -97,6 +97,7 @@ def single_threaded_blas():
 class MlpDpcmCodec(Codec):
     name = "mlp-dpcm"
     description = "neural predictive coding: causal MLP prediction + discretized logistic + rANS (lossless / near-lossless)"
+    lossless_when = {"delta": 0}
     param_specs = (
         ParamSpec("delta", int, 0, 0, 32, doc="max absolute error per sub-pixel: 0 lossless, >0 near-lossless"),
         ParamSpec("tile", int, 128, 8, 4096, doc="side of the independently coded tiles (larger: slightly smaller, slower to decode)"),
