@@ -11,18 +11,24 @@ import argparse
 from nicbeam.transforms.records import DECOMPRESS_SCHEMA, JobConfig
 
 
-def build_batch(pipeline, cfg: JobConfig, input_spec: str, *, packed: bool = False):
-    from nicbeam.pipelines.compress import write_outputs
-    from nicbeam.transforms.decode import DecodeStreams, ReadPackedStreams
+def read_streams(pipeline, cfg: JobConfig, input_spec: str, *, packed: bool = False):
+    """The job's input streams: ``*.nicb`` objects matched under ``input_spec``, or rows of packed Parquet files."""
+    from nicbeam.transforms.decode import ReadPackedStreams
     from nicbeam.transforms.io import MatchInputs
     from nicbeam.transforms.paths import BITSTREAM_SUFFIX
 
     if packed:
-        streams = pipeline | "ReadPacked" >> ReadPackedStreams(input_spec, run_url=cfg.run_url,
-                                                               progress_dir=cfg.progress_dir)
-    else:
-        streams = pipeline | "Match" >> MatchInputs(input_spec, run_url=cfg.run_url, suffix=BITSTREAM_SUFFIX,
-                                                    progress_dir=cfg.progress_dir)
+        return pipeline | "ReadPacked" >> ReadPackedStreams(input_spec, run_url=cfg.run_url,
+                                                            progress_dir=cfg.progress_dir)
+    return pipeline | "Match" >> MatchInputs(input_spec, run_url=cfg.run_url, suffix=BITSTREAM_SUFFIX,
+                                             progress_dir=cfg.progress_dir)
+
+
+def build_batch(pipeline, cfg: JobConfig, input_spec: str, *, packed: bool = False):
+    from nicbeam.pipelines.compress import write_outputs
+    from nicbeam.transforms.decode import DecodeStreams
+
+    streams = read_streams(pipeline, cfg, input_spec, packed=packed)
     outputs = streams | "Decode" >> DecodeStreams(cfg)
     return write_outputs(outputs, cfg, metadata_schema=DECOMPRESS_SCHEMA)
 

@@ -11,19 +11,13 @@ from nicbeam.transforms.records import JobConfig
 
 def build_batch(pipeline, cfg: JobConfig, input_spec: str, *, packed: bool = False):
     from nicbeam.latents import LATENTS_SCHEMA, ROWS_PER_FILE
-    from nicbeam.transforms.decode import ReadPackedStreams
-    from nicbeam.transforms.io import MatchInputs
+    from nicbeam.pipelines.decompress import read_streams
     from nicbeam.transforms.latents import LATENTS, DecodeLatents
-    from nicbeam.transforms.paths import BITSTREAM_SUFFIX, join
+    from nicbeam.transforms.paths import join
     from nicbeam.transforms.schema import ERROR_SCHEMA
     from nicbeam.transforms.write import WriteTable
 
-    if packed:
-        streams = pipeline | "ReadPacked" >> ReadPackedStreams(input_spec, run_url=cfg.run_url,
-                                                               progress_dir=cfg.progress_dir)
-    else:
-        streams = pipeline | "Match" >> MatchInputs(input_spec, run_url=cfg.run_url, suffix=BITSTREAM_SUFFIX,
-                                                    progress_dir=cfg.progress_dir)
+    streams = read_streams(pipeline, cfg, input_spec, packed=packed)
     outputs = streams | "Latents" >> DecodeLatents(cfg)
     return {
         LATENTS: outputs[LATENTS] | "WriteLatents" >> WriteTable(
