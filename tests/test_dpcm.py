@@ -250,7 +250,7 @@ def test_training_loss_is_bits_per_sub_pixel():
 
 
 def test_shipped_weights_round_trip_and_match_their_sidecar():
-    path = weights_mod.resolve(weights_mod.DEFAULT_NAME)
+    path = weights_mod.resolve_weights(weights_mod.DEFAULT_NAME)
     if not path.exists():
         pytest.skip("no shipped mlp-dpcm weights")
     import hashlib

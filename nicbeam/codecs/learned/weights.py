@@ -8,9 +8,7 @@ streams nobody else can decode. The digest (SHA-256 of the file bytes) is what e
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,22 +17,12 @@ from typing import Any
 import torch
 
 from nicbeam.codecs.errors import CodecError
+from nicbeam.codecs.weights_file import read_verified, resolve_weights, weights_dir  # noqa: F401 (re-exported)
 
 _CACHE: dict[tuple[str, str], "Bundle"] = {}
 _LOCK = threading.Lock()
 
 
-def weights_dir() -> Path:
-    env = os.environ.get("NICBEAM_WEIGHTS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
-
-
-def resolve_weights(name_or_path: str | os.PathLike) -> Path:
-    """A path as given, or ``<weights_dir>/<name>.safetensors`` for a bare name."""
-    p = Path(name_or_path)
-    if p.suffix == ".safetensors" or p.exists():
-        return p
-    return weights_dir() / f"{name_or_path}.safetensors"
 
 
 @dataclass
@@ -67,15 +55,7 @@ def _load(path: Path, device: torch.device) -> Bundle:
 
     from nicbeam.training.registry import available_families, build_model
 
-    if not path.exists():
-        raise CodecError(f"learned-codec weights {path} not found (train and export them with `nicbeam train`)")
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).digest()
-    sidecar = path.with_suffix(".json")
-    if sidecar.exists():
-        expected = json.loads(sidecar.read_text()).get("sha256")
-        if expected and expected != digest.hex():
-            raise CodecError(f"{path}: SHA-256 {digest.hex()} does not match {sidecar.name} ({expected})")
+    data, digest = read_verified(path, "learned-codec weights: train and export them with `nicbeam train`")
     tensors = load(data)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}

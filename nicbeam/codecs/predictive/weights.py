@@ -6,8 +6,6 @@ disagrees with the file is refused. ``NICBEAM_WEIGHTS_DIR`` overrides the folder
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from nicbeam.codecs.errors import CodecError
+from nicbeam.codecs.weights_file import read_verified, resolve_weights
 from nicbeam.codecs.predictive.export import MEAN_FRACTIONS
 from nicbeam.codecs.predictive.intmlp import IntegerPredictor
 from nicbeam.entropy.rans_lanes import Tables
@@ -29,16 +28,6 @@ DEFAULT_NAME = "mlp-dpcm"
 #: images want no widening, textured ones ~0.6-1.0, measured on training photographs)
 SCALE_SHIFTS = (-3, -2, -1, 0, 1, 2, 3)
 BETAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.3)
-
-
-def resolve(name_or_path: str | os.PathLike) -> Path:
-    """A path as given, or ``<weights dir>/<name>.safetensors`` for a bare name."""
-    p = Path(name_or_path)
-    if p.suffix == ".safetensors" or p.exists():
-        return p
-    env = os.environ.get("NICBEAM_WEIGHTS_DIR")
-    folder = Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
-    return folder / f"{name_or_path}.safetensors"
 
 
 @dataclass
@@ -104,22 +93,14 @@ def near_lossless_pmf(pmf: np.ndarray, delta: int) -> np.ndarray:
 
 
 def load(name_or_path: str | os.PathLike) -> PredictiveModel:
-    path = resolve(name_or_path)
+    path = resolve_weights(name_or_path)
     key = str(path.resolve())
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
-    if not path.exists():
-        raise CodecError(f"MLP-DPCM weights {path} not found (train and export them with `nicbeam train --family mlp-dpcm`)")
     from safetensors.numpy import load as load_bytes
 
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).digest()
-    sidecar = path.with_suffix(".json")
-    if sidecar.exists():
-        expected = json.loads(sidecar.read_text()).get("sha256")
-        if expected and expected != digest.hex():
-            raise CodecError(f"{path}: SHA-256 {digest.hex()} does not match {sidecar.name} ({expected})")
+    data, digest = read_verified(path, "MLP-DPCM weights: train and export them with `nicbeam train --family mlp-dpcm`")
     tensors = load_bytes(data)
     if "tables.pmf" not in tensors:
         raise CodecError(f"{path}: no MLP-DPCM integer tables (tables.pmf) in these weights")
