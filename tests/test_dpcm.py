@@ -18,6 +18,7 @@ from nicbeam.codecs.predictive.intmlp import IntegerPredictor  # noqa: E402
 from nicbeam.entropy import rans_lanes  # noqa: E402
 from nicbeam.nn.dpcm import MlpDpcm, channel_inputs, discretized_logistic_log2, reference_and_features  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402
+from tests.forgery import mutated_payloads  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -210,17 +211,10 @@ def test_mutated_payload_behind_valid_checksum_is_rejected_or_well_formed(tiny_w
     image = photo(20, 30, 9)
     c = codec(tiny_weights[1], delta=delta, tile=16)
     header, payload = container.unpack(c.encode(image))
-    rng = np.random.default_rng(5)
     rejected = 0
-    for trial in range(24):
-        bad = bytearray(payload)
-        if trial % 4 == 0:
-            bad = bad[: int(rng.integers(0, len(bad)))]
-        else:
-            for pos in rng.integers(0, len(bad), 1 + trial % 3):
-                bad[pos] ^= int(rng.integers(1, 256))
+    for bad in mutated_payloads(payload, trials=24, seed=5):
         try:
-            out = c.decode(container.pack(header, bytes(bad)))
+            out = c.decode(container.pack(header, bad))
         except BitstreamError:
             rejected += 1
             continue
