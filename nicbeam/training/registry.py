@@ -28,6 +28,9 @@ def _builtin() -> None:
     from nicbeam.nn.dpcm import MlpDpcm
 
     _FAMILIES.setdefault(MlpDpcm.family, MlpDpcm)
+    from nicbeam.codecs.learned.transformer.model import TransformerHyperprior
+
+    _FAMILIES.setdefault(TransformerHyperprior.family, TransformerHyperprior)
 
 
 def available_families() -> list[str]:

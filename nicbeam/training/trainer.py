@@ -153,7 +153,9 @@ class Trainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         source = state["model"] if "model" in state else state
         saved = json.loads(state["train_config"]) if "train_config" in state else {}
-        same_family = saved.get("family", state.get("family")) == self.cfg.family
+        source_family = saved.get("family", state.get("family"))
+        # a family may declare others whose entropy models it shares (tcm-hyperprior: mbt2018-mean's)
+        same_family = source_family == self.cfg.family or source_family in getattr(self.model, "warm_start_families", ())
         target_lambdas = list(getattr(self.model, "lambdas", ()))
         source_lambdas = list(saved.get("model_config", {}).get("lambdas", target_lambdas))
         rows = nearest_quality_rows(source_lambdas, target_lambdas) if target_lambdas else []

@@ -1,0 +1,242 @@
+"""tcm-hyperprior (CNN-Transformer codec): window attention against a brute-force reference, padding masks,
+identity-at-init warm start, and the codec on tiny random models exported through the real export path."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+Image = pytest.importorskip("PIL.Image")
+
+from nicbeam.codecs import container  # noqa: E402
+from nicbeam.codecs.errors import BitstreamError, CodecError  # noqa: E402
+from nicbeam.codecs.learned.transformer.blocks import MixtureBlock, SwinBlock  # noqa: E402
+from nicbeam.codecs.learned.transformer.codec import TransformerHyperpriorCodec  # noqa: E402
+from nicbeam.codecs.learned.transformer.model import TransformerHyperprior  # noqa: E402
+from nicbeam.codecs.registry import get_codec  # noqa: E402
+from nicbeam.training.export import write_weights  # noqa: E402
+from nicbeam.training.registry import build_model  # noqa: E402
+
+#: tiny model: window 6 does not divide the /4 and /8 maps of 64-pixel tiles (16 and 8), so the padding
+#: masks are exercised by the codec too
+TINY = {"N": 16, "M": 24, "lambdas": [0.003, 0.03, 0.3], "window": 6, "heads": 2, "depth": 2}
+
+
+def _smooth_image(seed: int, h: int, w: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx * (1 + c) + yy * (3 - c)) % 256 for c in range(3)], axis=-1).astype(np.float64)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def _randomise_mixtures(model: TransformerHyperprior, seed: int) -> None:
+    """Fresh mixture blocks are the identity (zero merge conv): give them random merges so tests see them act."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".merge." in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TransformerHyperprior(**TINY)
+    _randomise_mixtures(model, 1)
+    path = tmp_path_factory.mktemp("w") / "tiny-tcm.safetensors"
+    write_weights(model, path, calibration=torch.rand(2, 3, 64, 64))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def threads():
+    """One intra-op thread unless a test asks for more (CI has 2 cores shared with other work)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def _reference_attention(block: SwinBlock, grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Brute force over all valid tokens of the map: token j is a key of token i iff both lie in the same
+    (shifted) window of the unrolled frame, ``(p - shift) // window`` equal for rows and for columns."""
+    attn, win = block.attn, block.window
+    shift = block.shift if (h > win or w > win) else 0
+    b, c = grid.shape[0], grid.shape[-1]
+    tokens = grid[:, :h, :w].reshape(b, h * w, c)
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    same = ((ys[:, None] - shift) // win == (ys[None, :] - shift) // win) & (
+        (xs[:, None] - shift) // win == (xs[None, :] - shift) // win)
+    rel = (ys[:, None] - ys[None, :] + win - 1) * (2 * win - 1) + (xs[:, None] - xs[None, :] + win - 1)
+    rel = rel.clamp(0, (2 * win - 1) ** 2 - 1)  # pairs outside one window are masked anyway
+    heads, d = attn.heads, c // attn.heads
+    q, k, v = attn.qkv(tokens).reshape(b, h * w, 3, heads, d).permute(2, 0, 3, 1, 4)
+    logits = q @ k.transpose(-2, -1) / math.sqrt(d) + attn.bias_table[rel].permute(2, 0, 1)
+    logits = logits.masked_fill(~same, float("-inf"))
+    out = (torch.softmax(logits, -1) @ v).transpose(1, 2).reshape(b, h * w, c)
+    return attn.proj(out).reshape(b, h, w, c)
+
+
+@pytest.mark.parametrize("h,w,shifted", [(13, 21, False), (13, 21, True), (8, 8, True), (1, 1, True), (3, 17, True)])
+def test_window_attention_matches_brute_force_and_ignores_padding(h, w, shifted):
+    torch.manual_seed(h * w)
+    block = SwinBlock(8, heads=2, window=4, shifted=shifted).double()
+    hp, wp = -(-h // 4) * 4, -(-w // 4) * 4
+    grid = torch.randn(2, hp, wp, 8, dtype=torch.float64)
+    with torch.no_grad():
+        got = block.attend(grid, h, w)[:, :h, :w]
+        torch.testing.assert_close(got, _reference_attention(block, grid, h, w), rtol=1e-10, atol=1e-10)
+        # other values in the padding (any magnitude): the valid outputs do not change at all
+        for fill in (0.0, 1e4, -1e4):
+            other = grid.clone()
+            other[:, h:] = fill + torch.randn_like(other[:, h:])
+            other[:, :, w:] = fill + torch.randn_like(other[:, :, w:])
+            assert torch.equal(block.attend(other, h, w)[:, :h, :w], got)
+
+
+def test_mixture_block_any_size_and_identity_at_init():
+    torch.manual_seed(0)
+    block = MixtureBlock(16, heads=2, window=8, shifted=True)
+    for h, w in ((1, 1), (5, 19), (24, 16)):
+        x = torch.randn(2, 16, h, w)
+        assert torch.equal(block(x), x)  # zero merge conv: the identity
+    with torch.no_grad():
+        block.merge.weight.normal_(0, 0.1)
+        x = torch.randn(2, 16, 11, 13)
+        y = block(x)
+        assert y.shape == x.shape and not torch.allclose(y, x)
+        # each image of a batch is processed alone
+        torch.testing.assert_close(block(x[1:]), y[1:], rtol=1e-5, atol=1e-6)
+
+
+def test_family_config_and_warm_start_from_mbt2018_mean(tmp_path):
+    """--init-from an mbt2018-mean checkpoint copies every conv, hyperprior, density and gain parameter, and
+    the warm-started model computes exactly what the source model computes."""
+    from nicbeam.training.data import ImageCache, list_images
+    from nicbeam.training.trainer import TrainConfig, Trainer
+
+    model = build_model("tcm-hyperprior", **TINY)
+    assert build_model("tcm-hyperprior", **model.config).config == model.config == TINY
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(_smooth_image(i, 80, 96)).save(folder / f"train_{i}.png")
+    data = {"folder": str(folder), "train_glob": ["*"], "val_glob": []}
+    train = ImageCache(list_images(folder, ["*"]))
+    mbt_config = {k: TINY[k] for k in ("N", "M", "lambdas")}
+    source = Trainer(TrainConfig(family="mbt2018-mean", model_config=mbt_config, steps=2, batch=2, crop=64, data=data),
+                     train, None, tmp_path / "mbt", log=lambda m: None)
+    source.fit()
+    target = Trainer(TrainConfig(family="tcm-hyperprior", model_config=TINY, steps=2, batch=2, crop=64, data=data),
+                     train, None, tmp_path / "tcm", log=lambda m: None)
+    copied = target.init_from(source.checkpoint_path)
+    assert set(copied) == set(source.model.state_dict())  # all of mbt2018-mean, the z density included
+    x = torch.rand(2, 3, 64, 128)
+    q = torch.tensor([0, 2])
+    source.model.eval()
+    target.model.eval()
+    with torch.no_grad():
+        a, b = source.model(x, q), target.model(x, q)
+    assert torch.equal(a["x_hat"], b["x_hat"])
+    for name in ("y", "z"):
+        assert torch.equal(a["likelihoods"][name], b["likelihoods"][name])
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (37, 53), (70, 90)])
+def test_round_trip_real_bytes_odd_sizes(tiny_weights, h, w):
+    codec = TransformerHyperpriorCodec(weights=tiny_weights, device="cpu", quality=2, tile=64)
+    image = _smooth_image(h + w, h, w)
+    stream = codec.encode(image)
+    header, payload = container.unpack(stream)
+    assert header.codec == "tcm-hyperprior" and header.model_digest == codec.model_digest and len(payload) > 5
+    decoded = codec.decode(stream)
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    if h * w > 1:  # the tiny random model reconstructs something image-dependent, not a constant
+        assert decoded.std() > 0
+    # the latents the decoder reads are those the encoder coded
+    stream2, latents = codec.encode_with_latents(image)
+    assert stream2 == stream
+    np.testing.assert_array_equal(codec.decode_latents(stream).y_symbols, latents.y_symbols)
+
+
+def test_decode_identical_across_threads_and_batch(tiny_weights, threads):
+    codec = TransformerHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3, tile=64)
+    images = [_smooth_image(s, 64, 64) for s in range(6)] + [_smooth_image(9, 70, 90)]
+    threads(1)
+    streams_1 = [codec.encode(im) for im in images]
+    reference = [codec.decode(s) for s in streams_1]
+    threads(2)
+    assert codec.encode_batch(images) == streams_1
+    for ref, batched, single in zip(reference, codec.decode_batch(streams_1), [codec.decode(s) for s in streams_1]):
+        np.testing.assert_array_equal(ref, batched)
+        np.testing.assert_array_equal(ref, single)
+
+
+def test_tampered_and_truncated_streams_raise_bitstream_errors(tiny_weights):
+    codec = TransformerHyperpriorCodec(weights=tiny_weights, device="cpu", quality=2, tile=64)
+    image = _smooth_image(5, 50, 90)  # 1 x 2 tiles
+    stream = codec.encode(image)
+    rng = np.random.default_rng(0)
+    for n in (0, 10, len(stream) // 2, len(stream) - 1):  # cut anywhere: the container refuses it
+        with pytest.raises(BitstreamError):
+            codec.decode(stream[:n])
+    for _ in range(10):  # a flipped bit anywhere: a checksum fails
+        bad = bytearray(stream)
+        bad[int(rng.integers(0, len(bad)))] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(BitstreamError):
+            codec.decode(bytes(bad))
+    # payloads forged behind a rewritten checksum: an error, or an image of the declared size, nothing else
+    header, payload = container.unpack(stream)
+    errors = 0
+    for forged in [payload[:n] for n in (0, 1, 5, len(payload) // 2, len(payload) - 1)] + [payload + b"\0" * 4]:
+        with pytest.raises(BitstreamError):
+            codec.decode(container.pack(header, forged))
+        errors += 1
+    for _ in range(8):
+        flipped = bytearray(payload)
+        flipped[int(rng.integers(1, len(payload)))] ^= 1 << int(rng.integers(0, 8))
+        try:
+            decoded = codec.decode(container.pack(header, bytes(flipped)))
+        except BitstreamError:
+            continue
+        assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    assert errors == 6
+
+
+def test_missing_weights_is_a_clear_codec_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("NICBEAM_WEIGHTS_DIR", str(tmp_path))
+    codec = get_codec("tcm-hyperprior", quality=3)
+    assert isinstance(codec, TransformerHyperpriorCodec)
+    with pytest.raises(CodecError, match=r"tcm-hyperprior\.safetensors not found.*nicbeam train"):
+        codec.encode(_smooth_image(0, 16, 16))
+
+
+def test_cli_train_smoke_and_export(tmp_path):
+    """`nicbeam train --family tcm-hyperprior --steps 3` trains, checkpoints, exports; the codec loads the export."""
+    import json
+
+    from nicbeam.pipelines.cli import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(_smooth_image(i, 72, 80)).save(folder / (f"val_{i}.png" if i == 2 else f"train_{i}.png"))
+    run = tmp_path / "run"
+    args = ["train", "--run-dir", str(run), "--family", "tcm-hyperprior", "--data", str(folder), "--val-glob", "val_*",
+            "--lambdas", "0.003,0.03,0.3", "--steps", "3", "--batch", "2", "--crop", "64", "--log-every", "1",
+            "--val-every", "3", "--export", "tiny-cli", "--export-dir", str(tmp_path / "w")]
+    for key in ("N", "M", "window", "heads", "depth"):
+        args += ["--model-arg", f"{key}={TINY[key]}"]
+    assert main(args) == 0
+    log = (run / "train.log").read_text()
+    assert "step 3/3" in log and "val step 3" in log
+    sidecar = json.loads((tmp_path / "w" / "tiny-cli.json").read_text())
+    assert sidecar["family"] == "tcm-hyperprior" and sidecar["config"] == TINY and sidecar["recipe"]["steps_done"] == 3
+    codec = TransformerHyperpriorCodec(weights=tmp_path / "w" / "tiny-cli.safetensors", device="cpu", quality=3)
+    assert codec.model_digest.hex() == sidecar["sha256"]
+    image = _smooth_image(4, 40, 50)
+    assert codec.decode(codec.encode(image)).shape == image.shape
