@@ -37,6 +37,8 @@ setup(
         "tqdm>=4.60",
         # mlp-dpcm: its small integer matrix products run 100x slower with OpenBLAS threads on a busy 2-core CPU
         "threadpoolctl>=3.1",
+        # mlp-dpcm: its wavefront loop is compiled (per-step numpy call overhead was most of the decode time)
+        "numba>=0.60",
     ],
     extras_require={
         "gcp": GCP,

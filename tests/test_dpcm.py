@@ -93,8 +93,9 @@ def test_wavefront_matches_training_features_and_parallel_prediction(tiny_weight
         want = channel_inputs(x, ref, neigh, c)[0, :, y, xx].T.numpy()
         np.testing.assert_array_equal(feats, want)
         ref_c = want[:, -1] + 128
-        partial = m.predictor.first_layer_neighbours(want[:, :36])
-        m2, s2 = m.predictor.channel(c, partial, want[:, 36:38], ref_c)
+        f = want.T.astype(m.predictor.dtype)
+        partial = m.predictor.first_layer_neighbours(f[:36])
+        m2, s2 = m.predictor.channel(c, partial, f[36:38], ref_c.astype(m.predictor.dtype))
         np.testing.assert_array_equal(m2, mean)
         np.testing.assert_array_equal(s2, scale)
         seen[c, y, xx] = True
@@ -147,16 +148,109 @@ def test_streams_do_not_depend_on_batching_lanes_or_blas_threads(tiny_weights, m
     assert other != reference
     np.testing.assert_array_equal(codec(tiny_weights[1], tile=16).decode(other), image)
     # the integer MLP on BLAS with 1 or 2 threads, on extreme inputs, equals exact int64 arithmetic
-    p = IntegerPredictor(weights_mod.load(tiny_weights[1]).predictor_tensors)
+    tensors = weights_mod.load(tiny_weights[1]).predictor_tensors
+    p = IntegerPredictor(tensors)
     rng = np.random.default_rng(0)
-    feats = rng.integers(-255, 256, (3000, 36)).astype(np.float64)
-    outs = []
-    for threads in (1, 2):
-        with threadpool_limits(threads, "blas"):
-            outs.append(p.first_layer_neighbours(feats))
-    np.testing.assert_array_equal(outs[0], outs[1])
-    exact = feats.astype(np.int64) @ p.first_neighbours.astype(np.int64)
-    np.testing.assert_array_equal(outs[0].astype(np.int64), exact)
+    feats = rng.integers(-255, 256, (39, 3000))
+    feats[38] = rng.integers(-128, 128, 3000)  # the reference - 128
+    for c in range(3):
+        outs = []
+        for threads in (1, 2):
+            with threadpool_limits(threads, "blas"):
+                f = feats.astype(p.dtype)
+                outs.append(p.channel(c, p.first_layer_neighbours(f[:36]), f[36:38], f[38] + 128))
+        want = integer_reference(tensors, c, feats)
+        for got in outs:
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+
+
+def integer_reference(tensors: dict, c: int, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Channel ``c``'s integer MLP in plain int64 (Python-exact shifts): what the float BLAS path must equal."""
+    x = feats.T.astype(np.int64).copy()
+    x[:, 36 + c : 38] = 0  # channel c sees only the channels coded before it
+    l, h = 0, x
+    while f"int.c{c}.l{l}.weight" in tensors:
+        acc = h @ tensors[f"int.c{c}.l{l}.weight"].astype(np.int64) + tensors[f"int.c{c}.l{l}.bias"].astype(np.int64).reshape(-1)
+        shift = int(tensors[f"int.c{c}.l{l}.shift"].reshape(-1)[0])
+        acc = acc >> shift if shift >= 0 else acc << -shift
+        last = f"int.c{c}.l{l + 1}.weight" not in tensors
+        h = acc if last else np.clip(acc, 0, int(tensors[f"int.c{c}.l{l}.clip"].reshape(-1)[0]))
+        l += 1
+    ref = feats[38].astype(np.int64) + 128
+    return np.clip(ref * 8 + h[:, 0], 0, 2047), np.clip(h[:, 1], 0, 63)
+
+
+@pytest.mark.parametrize("delta", [0, 2])
+def test_compiled_loop_equals_the_numpy_reference_loop(tiny_weights, delta):
+    """The numba wavefront kernel hands the coder the same batches and reconstructs the same pixels as the
+    numpy loop (encoding), and decodes a stream to the same image (decoding), on partial tiles too."""
+    m = weights_mod.load(tiny_weights[1])
+    tile = 16
+    image = wavefront.to_coding_order(photo(30, 45, 6))
+    tiles = wavefront.tile_grid(30, 45, tile)
+    src = np.zeros((len(tiles), tile, tile, 3), np.uint8)
+    for i, (top, left, th, tw) in enumerate(tiles):
+        src[i, :th, :tw] = image[top : top + th, left : left + tw]
+    heights, widths = np.array([t[2] for t in tiles]), np.array([t[3] for t in tiles])
+    runs, recons = [], []
+    for compiled in (False, True):
+        coll = dpcm._CollectingEncoder()
+        recons.append(wavefront.code_group(m, delta, tile, heights, widths, coll, src, compiled=compiled))
+        runs.append(coll.batches)
+    assert len(runs[0]) == len(runs[1]) > 0
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(recons[0], recons[1])
+    smap = m.scale_map(delta)
+    enc = rans_lanes.Encoder(m.tables(delta), 64)
+    coll.write(enc, smap)
+    data = enc.finish()
+    decoded = []
+    for compiled in (False, True):
+        dec = rans_lanes.Decoder(m.tables(delta), data, 64)
+        decoded.append(wavefront.code_group(m, delta, tile, heights, widths, dpcm._MappedDecoder(dec, smap), None,
+                                            compiled=compiled))
+        dec.finish()
+    np.testing.assert_array_equal(decoded[0], recons[0])
+    np.testing.assert_array_equal(decoded[1], recons[0])
+
+
+@pytest.mark.parametrize("delta", [0, 3])
+def test_slices_decode_alike_on_any_thread_count(tiny_weights, delta):
+    """Slices are independent streams: any slice count decodes, and neither the encoder's nor the decoder's
+    thread count changes a byte of the stream or a pixel of the image."""
+    image = photo(50, 70, 8)
+    streams = {}
+    for slices in (1, 2, 5, 255):  # 255: capped at the 20 tiles
+        for threads in (1, 3):
+            streams[slices, threads] = codec(tiny_weights[1], tile=16, slices=slices, delta=delta, threads=threads).encode(image)
+        assert streams[slices, 1] == streams[slices, 3]
+        for threads in (1, 2, 4):
+            out = get_codec("mlp-dpcm", weights=str(tiny_weights[1]), threads=threads).decode(streams[slices, 1])
+            assert np.abs(out.astype(int) - image).max() <= delta
+            if threads == 1:
+                first = out
+            np.testing.assert_array_equal(out, first)
+    assert len({streams[k, 1] for k in (1, 2, 5)}) == 3
+
+
+def test_float32_sizing_is_chosen_and_float64_weights_still_decode(tiny_weights, tmp_path):
+    """New exports are sized for exact float32 products; a float64-sized export of the same model still codes."""
+    model, path = tiny_weights
+    assert weights_mod.load(path).predictor.dtype == np.float32
+    tensors64 = {k: v for k, v in model.coding_tensors(None, precision="float64").items()}
+    from safetensors.torch import save_file
+
+    f64 = tmp_path / "tiny64.safetensors"
+    save_file({k: v.contiguous() for k, v in tensors64.items()}, str(f64))
+    m64 = weights_mod.load(f64)
+    assert m64.predictor.dtype == np.float64
+    image = photo(33, 40, 9)
+    for delta in (0, 2):
+        c64 = codec(f64, delta=delta, tile=16)
+        out = c64.decode(c64.encode(image))
+        assert np.abs(out.astype(int) - image).max() <= delta
 
 
 def test_weights_that_could_lose_exactness_are_refused(tiny_weights):

@@ -127,8 +127,8 @@ class MlpDpcm(nn.Module):
         return torch.zeros(())
 
     @torch.no_grad()
-    def coding_tensors(self, calibration: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def coding_tensors(self, calibration: torch.Tensor | None = None, precision: str = "float32") -> dict[str, torch.Tensor]:
         """Integer MLPs and probability tables for the codec (see :mod:`nicbeam.codecs.predictive.export`)."""
         from nicbeam.codecs.predictive.export import integer_tensors
 
-        return integer_tensors(self, calibration)
+        return integer_tensors(self, calibration, precision)

@@ -5,6 +5,11 @@ Each layer becomes integer weights ``W`` and bias ``b`` plus a right shift ``k``
 pixel (``MEAN_FRACTIONS``) relative to the reference and the index into a log-spaced grid of ``NUM_SCALES``
 scales. The probability tables (one row of 256 integer frequencies summing to 2**16 per fraction and scale) are
 computed here, once, in float64, and shipped: the coder only ever reads integers.
+
+Two sizings (``precision``): ``"float32"`` (the default since issue 13's speed work) keeps every partial sum of
+every layer below 2**24, so the coder runs its products in float32 BLAS, exactly: activations are clipped to
+``F32_ACT_CLIP`` (11 bits) and each layer takes the largest weight scale whose bound still fits; ``"float64"``
+is the first export (13-bit weights, 16-bit activations, bound 2**53), kept so older weights can be rebuilt.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ NUM_SCALES = 64
 WEIGHT_LIMIT = 1 << 13
 ACT_TARGET = 1 << 14
 ACT_CLIP = 1 << 16
+#: float32 sizing: activations 0..F32_ACT_CLIP (calibrated maxima near F32_ACT_TARGET), partial sums < 2**24
+F32_ACT_CLIP = (1 << 11) - 1
+F32_ACT_TARGET = 1 << 10
+F32_EXACT = 1 << 24
+#: the input features are integers of magnitude <= 255 (see intmlp)
+INPUT_LIMIT = 255
 
 
 def scale_grid() -> np.ndarray:
@@ -85,9 +96,26 @@ def activation_maxima(model, calibration: torch.Tensor | None) -> list[list[floa
 
 
 @torch.no_grad()
-def integer_tensors(model, calibration: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """``int.c{c}.l{l}.{weight,bias,shift}`` for every layer of the three channel MLPs, plus
-    ``tables.pmf`` and ``tables.scales`` (float64, used only to re-index scales for near-lossless)."""
+def _f32_weight_exp(w: torch.Tensor, b: torch.Tensor, act_exp: int, in_limit: float) -> int:
+    """Largest k with every column's ``sum |round(w * 2**k)| * in_limit + |round(b * 2**(k + act_exp))|``
+    below 2**24 (the float32-exact bound the coder checks)."""
+    col = float(w.abs().sum(dim=0).max()) * in_limit + float(b.abs().max()) * 2.0**act_exp
+    k = _shift_for(col, F32_EXACT / 2)
+    while True:
+        wi, bi = torch.round(w * 2.0**k), torch.round(b * 2.0 ** (k + act_exp))
+        if float((wi.abs().sum(dim=0) * in_limit + bi.abs()).max()) < F32_EXACT:
+            return k
+        k -= 1
+
+
+@torch.no_grad()
+def integer_tensors(model, calibration: torch.Tensor | None, precision: str = "float32") -> dict[str, torch.Tensor]:
+    """``int.c{c}.l{l}.{weight,bias,shift,clip}`` for every layer of the three channel MLPs, plus
+    ``tables.pmf`` and ``tables.scales`` (float64, used only to re-index scales for near-lossless).
+    ``precision``: ``"float32"`` (exact in float32 BLAS, faster decoding) or ``"float64"``."""
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be float32 or float64, not {precision!r}")
+    f32 = precision == "float32"
     from nicbeam.nn.dpcm import INPUT_SCALE, MEAN_SCALE, SCALE_MIN
 
     log_min = math.log(SCALE_MIN)
@@ -97,6 +125,7 @@ def integer_tensors(model, calibration: torch.Tensor | None) -> dict[str, torch.
     for c in range(3):
         convs = _layers(model.mlps[c])
         act_exp = 0  # exponent of the current input's fixed point (integer features: 2**0)
+        in_limit = float(INPUT_LIMIT)
         for l, conv in enumerate(convs):
             w = conv.weight.detach().double().reshape(conv.out_channels, conv.in_channels).T.clone()  # (in, out)
             b = conv.bias.detach().double().clone()
@@ -108,14 +137,19 @@ def integer_tensors(model, calibration: torch.Tensor | None) -> dict[str, torch.
                 b[0] *= MEAN_SCALE * MEAN_FRACTIONS
                 w[:, 1] /= step
                 b[1] = (b[1] - log_min) / step + 0.5
-            w_exp = _shift_for(float(w.abs().max()), WEIGHT_LIMIT)
+            if f32:
+                w_exp = _f32_weight_exp(w, b, act_exp, in_limit)
+            else:
+                w_exp = _shift_for(float(w.abs().max()), WEIGHT_LIMIT)
             wi = torch.round(w * 2.0**w_exp)
             bi = torch.round(b * 2.0 ** (w_exp + act_exp))
-            next_exp = 0 if last else _shift_for(maxima[c][l], ACT_TARGET)
+            clip = F32_ACT_CLIP if f32 else ACT_CLIP
+            next_exp = 0 if last else _shift_for(maxima[c][l], F32_ACT_TARGET if f32 else ACT_TARGET)
             out[f"int.c{c}.l{l}.weight"] = wi.to(torch.int32)
             out[f"int.c{c}.l{l}.bias"] = bi.to(torch.int64)
             out[f"int.c{c}.l{l}.shift"] = torch.tensor([w_exp + act_exp - next_exp], dtype=torch.int32)
-            act_exp = next_exp
+            out[f"int.c{c}.l{l}.clip"] = torch.tensor([clip], dtype=torch.int32)
+            act_exp, in_limit = next_exp, float(clip)
     out["tables.pmf"] = torch.from_numpy(residual_tables())
     out["tables.scales"] = torch.from_numpy(scale_grid())
     assert out["int.c0.l0.weight"].shape[0] == NUM_FEATURES
