@@ -1,0 +1,139 @@
+"""tcm-hyperprior vs mbt2018-mean (both N=64, M=128, random weights): parameters, FLOPs per pixel and CPU time
+of the transforms on the same input, 1 thread, ratios measured in the same run (rounds alternate between the
+models; the best round of each counts, so background load inflates both alike as far as possible).
+
+Measured: analysis (float32), synthesis float32 and float64 (the exact decoder's path, with its sub-pixel
+deconvolutions), and one training step (forward + backward of the rate-distortion loss, fp32) on a batch of
+crops. Input: kodim01 (768x512) from ../shared/data/kodak when present, else a seeded smooth random image.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_transformer.py [--rounds 5] [--batch 4 --crop 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from nicbeam.nn.layers import subpixel_deconvs
+from nicbeam.training.registry import build_model
+
+KODIM01 = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim01.png"
+
+
+def test_image() -> tuple[torch.Tensor, str]:
+    if KODIM01.exists():
+        from PIL import Image
+
+        arr = np.asarray(Image.open(KODIM01).convert("RGB"))
+        source = "kodim01"
+    else:
+        rng = np.random.default_rng(0)
+        yy, xx = np.mgrid[0:512, 0:768]
+        arr = np.clip(np.stack([(xx + c * yy) % 256 for c in range(3)], -1) + rng.normal(0, 10, (512, 768, 3)), 0, 255)
+        source = "synthetic 768x512"
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float() / 255
+    return x, source
+
+
+def flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def best_time(fn, rounds: int) -> float:
+    fn()  # warm-up
+    return min(_timed(fn) for _ in range(rounds))
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x, source = test_image()
+    pixels = x.shape[2] * x.shape[3]
+    q = torch.tensor([5])
+    lambdas = [0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18]
+    models = {"mbt2018-mean": build_model("mbt2018-mean", N=64, M=128, lambdas=lambdas),
+              "tcm-hyperprior": build_model("tcm-hyperprior", N=64, M=128, lambdas=lambdas)}
+    crops = torch.rand(args.batch, 3, args.crop, args.crop)
+    crop_q = torch.arange(args.batch) % len(lambdas)
+    result: dict[str, dict] = {}
+    jobs = {}
+    for name, model in models.items():
+        model.eval()
+        m64 = copy.deepcopy(model).double()
+        subpixel_deconvs(m64.g_s)
+        with torch.no_grad():
+            y = model.analysis(x, q)
+        y64 = y.double()
+        shipped = sum(p.numel() for k, p in model.state_dict().items()
+                      if not k.startswith(tuple(getattr(model, "omitted_from_weights", ()))))
+
+        def train_step(model=model):
+            model.train()
+            out = model(crops, crop_q)
+            loss = model.rate_distortion_loss(out, crops, torch.tensor(lambdas)[crop_q])["loss"]
+            model.zero_grad(set_to_none=True)
+            loss.backward()
+            model.eval()
+
+        jobs[name] = {
+            "analysis_f32": lambda model=model: torch.no_grad()(model.analysis)(x, q),
+            "synthesis_f32": lambda model=model, y=y: torch.no_grad()(model.synthesis)(y, q),
+            "synthesis_f64": lambda m64=m64, y64=y64: torch.no_grad()(m64.synthesis)(y64, q),
+            "train_step": train_step,
+        }
+        result[name] = {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters_shipped": shipped,
+            "analysis_mflop_per_px": flops(jobs[name]["analysis_f32"]) / pixels / 1e6,
+            "synthesis_mflop_per_px": flops(jobs[name]["synthesis_f32"]) / pixels / 1e6,
+        }
+    times = {name: {k: [] for k in jobs[name]} for name in jobs}
+    for name in jobs:
+        for k, fn in jobs[name].items():
+            fn()  # warm-up
+    for _ in range(args.rounds):
+        for name in jobs:
+            for k, fn in jobs[name].items():
+                times[name][k].append(_timed(fn))
+    for name in jobs:
+        for k, ts in times[name].items():
+            result[name][f"{k}_s"] = min(ts)
+    print(f"input {source} ({x.shape[3]}x{x.shape[2]}), 1 thread, best of {args.rounds} alternating rounds; "
+          f"train step: batch {args.batch} x {args.crop}x{args.crop}, fp32, forward + backward")
+    keys = list(result["mbt2018-mean"])
+    print(f"{'':28s}{'mbt2018-mean':>14s}{'tcm-hyperprior':>16s}{'ratio':>8s}")
+    for k in keys:
+        a, b = result["mbt2018-mean"][k], result["tcm-hyperprior"][k]
+        fmt = (lambda v: f"{v:,}") if isinstance(a, int) else (lambda v: f"{v:.4f}")
+        print(f"{k:28s}{fmt(a):>14s}{fmt(b):>16s}{b / a:8.2f}")
+    steps_per_s = 1 / result["tcm-hyperprior"]["train_step_s"]
+    print(f"tcm-hyperprior training: {steps_per_s:.3f} steps/s = {steps_per_s * 3600:.0f} steps per CPU-hour "
+          f"(best round, no data loading)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"input": source, "rounds": args.rounds, "batch": args.batch,
+                                               "crop": args.crop, "results": result}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
