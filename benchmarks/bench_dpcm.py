@@ -2,7 +2,7 @@
 all measured in the same run, plus mlp-dpcm's encode / decode speed.
 
     .venv/bin/python benchmarks/bench_dpcm.py [--images ../shared/data/kodak] [--count 24] [--deltas 1,2,4]
-        [--weights mlp-dpcm] [--tile 128] [--out benchmarks/results/bench_dpcm.json]
+        [--weights mlp-dpcm] [--tile 128] [--decode-threads 1,2] [--out benchmarks/results/bench_dpcm.json]
     # the same in shards (separate processes), then one summary over all of them:
     .venv/bin/python benchmarks/bench_dpcm.py --skip 0 --count 8 --out /tmp/s0.json   # ... --skip 8, --skip 16
     .venv/bin/python benchmarks/bench_dpcm.py --merge /tmp/s0.json /tmp/s1.json /tmp/s2.json --out results.json
@@ -10,7 +10,9 @@ all measured in the same run, plus mlp-dpcm's encode / decode speed.
 Every stream is decoded and checked: lossless ones byte-exact, near-lossless ones within delta on every
 sub-pixel (the script stops on a failure). bpp counts whole nicbeam streams (container header included) for
 every codec. Speed: wall seconds and the process's CPU seconds (the machine is shared: CPU seconds are the
-steadier figure), one process, BLAS on one thread.
+steadier figure), one process, BLAS on one thread; the table's mlp-dpcm rows run on one thread. The lossless
+mlp-dpcm streams are decoded again with each of ``--decode-threads`` worker threads over their slices (wall
+seconds: the figure to read on an otherwise idle machine).
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ def summarize(settings: list[tuple[str, int]], results: dict[str, list[dict]], p
                          **{f"{k}_mp_s": round(v, 4) for k, v in speed.items()}}
         print(f"{name:48s} {bpp:7.3f} {summary[name]['max_err']:7d} {psnr:7.2f} {speed['enc_wall']:9.3f} "
               f"{speed['dec_wall']:9.3f} {speed['enc_cpu']:12.3f} {speed['dec_cpu']:12.3f}")
+    for key in sorted({k for rs in results.values() for r in rs for k in r if k.startswith("dec_wall_t")}):
+        threads = key.removeprefix("dec_wall_t")
+        for name, rs in results.items():
+            if all(key in r for r in rs):
+                wall = pixels / 1e6 / sum(r[key] for r in rs)
+                cpu = pixels / 1e6 / sum(r[f"dec_cpu_t{threads}"] for r in rs)
+                summary[name][f"dec_wall_t{threads}_mp_s"] = round(wall, 4)
+                print(f"{name}: decode on {threads} thread(s) {wall:.3f} MP/s wall ({cpu:.3f} MP/s of CPU time)")
     return summary
 
 
@@ -84,6 +94,7 @@ def main() -> None:
     parser.add_argument("--deltas", default="1,2,4")
     parser.add_argument("--weights", default="mlp-dpcm")
     parser.add_argument("--tile", type=int, default=128)
+    parser.add_argument("--decode-threads", default="1,2", help="decode the lossless mlp-dpcm streams again on these thread counts")
     parser.add_argument("--out", type=Path, default=None, help="write the per-image figures and means as JSON")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, help="summarise these shard outputs")
     args = parser.parse_args()
@@ -99,12 +110,17 @@ def main() -> None:
         images = [p.name for p in paths]
         weights = args.weights
         deltas = [int(d) for d in args.deltas.split(",") if d]
-        codecs = [(label("mlp-dpcm", {"tile": args.tile}), get_codec("mlp-dpcm", weights=args.weights, tile=args.tile), 0)]
+        main_label = label("mlp-dpcm", {"tile": args.tile})
+        codecs = [(main_label, get_codec("mlp-dpcm", weights=args.weights, tile=args.tile, threads=1), 0)]
         codecs += [(label(n, p), get_codec(n, **p), 0) for n, p in LOSSLESS]
         for d in deltas:
             codecs.append((label("mlp-dpcm", {"delta": d, "tile": args.tile}),
-                           get_codec("mlp-dpcm", weights=args.weights, tile=args.tile, delta=d), d))
+                           get_codec("mlp-dpcm", weights=args.weights, tile=args.tile, delta=d, threads=1), d))
             codecs.append((label("jpegls", {"near": d}), get_codec("jpegls", near=d), d))
+        warm = np.random.default_rng(0).integers(0, 256, (40, 300, 3), dtype=np.uint8)  # numba load / compile
+        for name, codec, bound in codecs:
+            if name.startswith("mlp-dpcm"):
+                run(codec, warm, bound)
         settings = [(name, bound) for name, _, bound in codecs]
         results = {name: [] for name, _ in settings}
         pixels = []
@@ -115,6 +131,14 @@ def main() -> None:
                 r = run(codec, image, bound)
                 r["image"] = path.name
                 results[name].append(r)
+            stream = codecs[0][1].encode(image)
+            for threads in [int(t) for t in args.decode_threads.split(",") if t]:
+                decoder = get_codec("mlp-dpcm", weights=args.weights, threads=threads)
+                t0, c0 = time.perf_counter(), time.process_time()
+                if not np.array_equal(decoder.decode(stream), image):
+                    raise SystemExit(f"mlp-dpcm on {threads} threads: not lossless")
+                results[main_label][-1].update({f"dec_wall_t{threads}": time.perf_counter() - t0,
+                                                f"dec_cpu_t{threads}": time.process_time() - c0})
             print(f"{path.name}: " + "  ".join(f"{n} {results[n][-1]['bits'] / pixels[-1]:.3f}" for n, _ in settings),
                   flush=True)
     summary = summarize(settings, results, pixels)
