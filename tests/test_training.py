@@ -97,6 +97,10 @@ def test_trainer_checkpoint_resume_and_export(image_folder, tmp_path):
     sidecar = json.loads(paths["sidecar"].read_text())
     assert sidecar["sha256"] == hashlib.sha256(paths["weights"].read_bytes()).hexdigest()
     assert sidecar["recipe"]["steps_done"] == 5 and sidecar["recipe"]["lambdas"] == [0.005, 0.05]
+    # CPU time is the processes' own (carried over the resume), next to the wall-clock time
+    recipe = sidecar["recipe"]
+    assert recipe["train_time_cpu_min"] == round(resumed.cpu_s / 60, 1) and resumed.cpu_s > state["cpu_s"] > 0
+    assert "train_time_wall_min" in recipe and "train_time_cpu_note" not in recipe
     # the digest names the model: exporting the same checkpoint again gives the same bytes (safetensors alone
     # writes its metadata in a random order per map, so without canonicalisation these differ)
     again = [export_model(resumed, "tiny", tmp_path / f"again{i}")["weights"].read_bytes() for i in range(4)]

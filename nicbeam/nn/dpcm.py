@@ -69,6 +69,8 @@ class MlpDpcm(nn.Module):
     """Three MLPs (one per channel, coding order G, R, B) on the causal context; Trainer protocol."""
 
     family = "mlp-dpcm"
+    lossless = True  # trained on the lossless code length: no lambdas, no distortion
+    loss_description = "none (lossless): loss = negative log2-likelihood of the discretized logistic, bits per sub-pixel"
     downsampling = 2  # crops must be even: training images are 2x2 box-downscaled (see ``downscale``)
 
     def __init__(self, hidden: Sequence[int] = (64, 64), downscale: int = 2) -> None:

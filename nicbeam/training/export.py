@@ -88,7 +88,9 @@ def warm_start_lineage(data: dict[str, Any], limit: int = 10) -> list[dict[str, 
             entry.update(family=config["family"], model_config=config["model_config"])
             state = torch.load(source, map_location="cpu", weights_only=True)
             entry["step"] = int(state["step"])
-            entry["train_time_cpu_min"] = round(float(state.get("elapsed_s", 0.0)) / 60, 1)
+            entry["train_time_wall_min"] = round(float(state.get("elapsed_s", 0.0)) / 60, 1)
+            if "cpu_s" in state:
+                entry["train_time_cpu_min"] = round(float(state["cpu_s"]) / 60, 1)
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             entry["unavailable"] = f"{type(exc).__name__}: {exc}"
             break
@@ -118,7 +120,7 @@ def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, e
             "data": cfg.data,
             "steps_done": trainer.step,
             "steps_planned": cfg.steps,
-            "lambdas": list(model.lambdas),
+            "lambdas": None if getattr(model, "lossless", False) else list(model.lambdas),
             "distortion": getattr(model, "loss_description", None)
             or ("MSE (loss = lambda * 255^2 * MSE + bpp)" if cfg.distortion == "mse"
                 else "MS-SSIM (loss = lambda * (1 - MS-SSIM) + bpp)"),
@@ -132,7 +134,11 @@ def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, e
             + f"constant, cosine decay from {cfg.decay_start:.0%} of steps"
             + (" (the last segment's; `resumes` lists the earlier values)" if cfg.resumes else ""),
             "resumes": cfg.resumes,
-            "train_time_cpu_min": round(trainer.elapsed_s / 60, 1),
+            "train_time_wall_min": round(trainer.elapsed_s / 60, 1),
+            # CPU time of the training processes (all their threads)
+            "train_time_cpu_min": round(trainer.cpu_s / 60, 1),
+            **({"train_time_cpu_note": f"up to step {trainer.cpu_estimated_until} (before CPU time was recorded) "
+                "this counts wall-clock time, an upper bound for a 1-thread run"} if trainer.cpu_estimated_until else {}),
             "autocast": cfg.autocast,
             "warm_start_lineage": warm_start_lineage(cfg.data),
             "hardware": ", ".join(trainer.trained_on) or "unknown (checkpoint predates the record)",

@@ -79,6 +79,10 @@ class Trainer:
         self.aux_optimizer = torch.optim.Adam(aux, lr=1e-3) if aux else None
         self.step = 0
         self.elapsed_s = 0.0
+        #: CPU seconds of the training processes (all threads); a run whose checkpoint predates this record
+        #: counts its earlier wall-clock seconds instead (an upper bound on one thread) up to ``cpu_estimated_until``
+        self.cpu_s = 0.0
+        self.cpu_estimated_until = 0
         self.history: list[dict[str, float]] = []
         self.trained_on: list[str] = []  # hardware of every session that trained this run (kept in checkpoints)
         self.lambdas = torch.tensor(self.model.lambdas, dtype=torch.float32, device=self.device)
@@ -117,6 +121,8 @@ class Trainer:
             "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer else {},
             "step": self.step,
             "elapsed_s": self.elapsed_s,
+            "cpu_s": self.cpu_s,
+            "cpu_estimated_until": self.cpu_estimated_until,
             "history": json.dumps(self.history),
             "trained_on": json.dumps(self.trained_on),
         }
@@ -140,6 +146,10 @@ class Trainer:
             self.aux_optimizer.load_state_dict(state["aux_optimizer"])
         self.step = int(state["step"])
         self.elapsed_s = float(state["elapsed_s"])
+        if "cpu_s" in state:
+            self.cpu_s, self.cpu_estimated_until = float(state["cpu_s"]), int(state["cpu_estimated_until"])
+        else:
+            self.cpu_s, self.cpu_estimated_until = self.elapsed_s, self.step
         self.history = json.loads(state["history"])
         self.trained_on = json.loads(state.get("trained_on", "[]"))
 
@@ -239,9 +249,9 @@ class Trainer:
             losses = self.model.rate_distortion_loss(out, x, self.lambdas[q], self.cfg.distortion)
             x_hat = out["x_hat"].clamp(0, 1)
             mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
-            psnr = float((10 * torch.log10(1.0 / mse)).mean())
             result[f"q{qi + 1}_bpp"] = round(float(losses["bpp"]), 4)
-            result[f"q{qi + 1}_psnr"] = round(psnr, 3)
+            if bool((mse > 0).all()):  # lossless families have no PSNR (it would be infinite: not JSON)
+                result[f"q{qi + 1}_psnr"] = round(float((10 * torch.log10(1.0 / mse)).mean()), 3)
             if "ms_ssim" in losses:
                 result[f"q{qi + 1}_ms_ssim"] = round(float(losses["ms_ssim"]), 5)
         return result
@@ -278,6 +288,7 @@ class Trainer:
         rng = np.random.default_rng([cfg.seed, self.step])  # resuming gives a fresh, reproducible stream
         start = time.monotonic()
         base_elapsed = self.elapsed_s
+        base_cpu, cpu_start = self.cpu_s, time.process_time()  # process time: every thread of this process
         last_ckpt = start
         window: list[dict[str, float]] = []
         t_window = time.monotonic()
@@ -285,6 +296,7 @@ class Trainer:
             metrics = self.train_step(rng)
             self.step += 1
             self.elapsed_s = base_elapsed + time.monotonic() - start
+            self.cpu_s = base_cpu + time.process_time() - cpu_start
             window.append(metrics)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 mean = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
