@@ -7,6 +7,10 @@ deconvolutions), and one training step (forward + backward of the rate-distortio
 crops. Input: kodim01 (768x512) from ../shared/data/kodak when present, else a seeded smooth random image.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_transformer.py [--rounds 5] [--batch 4 --crop 256]
+
+``--peak-memory WxH``: instead, each codec (random N=64/M=128 weights exported through the real export path,
+default tile 1024, exact float64 decoding) encodes and decodes one synthetic WxH image in a fresh subprocess;
+prints the peak RSS (``ru_maxrss``) and the encode/decode seconds of each.
 """
 
 from __future__ import annotations
@@ -59,13 +63,68 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
+def _peak_memory_child(family: str, width: int, height: int) -> None:
+    """In a fresh process: export random weights of ``family``, code one image, print JSON figures."""
+    import resource
+    import tempfile
+
+    from nicbeam.codecs.registry import get_codec
+    from nicbeam.training.export import write_weights
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model(family, N=64, M=128)
+    path = Path(tempfile.mkdtemp()) / f"{family}.safetensors"
+    write_weights(model, path, calibration=torch.rand(2, 3, 128, 128))
+    del model
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.clip(np.stack([(xx // 3 + c * yy // 5) % 256 for c in range(3)], -1)
+                    + rng.normal(0, 6, (height, width, 3)), 0, 255).astype(np.uint8)
+    del yy, xx
+    codec = get_codec(family, weights=path, device="cpu", quality=6)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    stream = codec.encode(image)
+    t_enc = time.perf_counter() - t
+    t = time.perf_counter()
+    decoded = codec.decode(stream)
+    t_dec = time.perf_counter() - t
+    assert decoded.shape == image.shape
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"family": family, "peak_rss_mib": round(peak / 1024), "rss_before_coding_mib": round(base / 1024),
+                      "encode_s": round(t_enc, 2), "decode_s": round(t_dec, 2), "bytes": len(stream)}))
+
+
+def peak_memory(size: str) -> None:
+    import subprocess
+    import sys
+
+    width, height = (int(v) for v in size.lower().split("x"))
+    print(f"synthetic {width}x{height} image ({width * height / 1e6:.1f} MP), tile 1024, quality 6, random weights, "
+          "exact (float64) decoding, 1 thread, one fresh process per codec")
+    for family in ("mbt2018-mean", "tcm-hyperprior"):
+        out = subprocess.run([sys.executable, __file__, "--child", family, str(width), str(height)],
+                             check=True, capture_output=True, text=True).stdout
+        print(out.strip().splitlines()[-1])
+
+
 def main() -> None:
+    import sys
+
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        _peak_memory_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--peak-memory", default=None, metavar="WxH", help="peak RSS of coding one WxH image instead")
     args = parser.parse_args()
+    if args.peak_memory:
+        peak_memory(args.peak_memory)
+        return
     torch.set_num_threads(1)
     torch.manual_seed(0)
     x, source = test_image()
