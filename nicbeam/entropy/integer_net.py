@@ -11,6 +11,10 @@ batch size. :func:`accumulator_bound` checks that bound for every layer when the
 
 Outputs: means as exact fixed point (``MEAN_FRAC_BITS`` fractional bits) and scale indices into a fixed,
 log-spaced scale table (``index = floor((log_scale_q8 - LOG_SCALE_MIN_Q8) / LOG_SCALE_STEP_Q8)``).
+
+The same class evaluates other integer stacks (``ckbd-hyperprior``'s context convolution and entropy-parameter
+network): their input is signed fixed point with ``in_frac`` fractional bits, clipped to ``input_limit``, both
+stored with the layers (``<prefix>meta``; absent for the hyper-synthesis, whose input z is an integer).
 """
 
 from __future__ import annotations
@@ -54,8 +58,10 @@ def accumulator_bound(weight: torch.Tensor, bias: torch.Tensor, input_max: int, 
 class IntegerHyperSynthesis(nn.Module):
     """Exact integer evaluation of a ConvTranspose2d/Conv2d + ReLU stack; built by :meth:`from_float`."""
 
-    def __init__(self, layers: Sequence[dict]) -> None:
+    def __init__(self, layers: Sequence[dict], in_frac: int = 0, input_limit: int = INPUT_LIMIT) -> None:
+        """``in_frac``: fractional bits of the (integer) input; ``input_limit``: |input| is clipped to it."""
         super().__init__()
+        self.in_frac, self.input_limit = int(in_frac), int(input_limit)
         self.specs = []
         for i, layer in enumerate(layers):
             self.register_buffer(f"w{i}", torch.as_tensor(layer["weight"], dtype=torch.float64))
@@ -64,7 +70,7 @@ class IntegerHyperSynthesis(nn.Module):
         self._check_bounds()
 
     def _check_bounds(self) -> None:
-        input_max = INPUT_LIMIT
+        input_max = self.input_limit
         for i, spec in enumerate(self.specs):
             w, b = getattr(self, f"w{i}"), getattr(self, f"b{i}")
             assert torch.equal(w, torch.round(w)) and float(w.abs().max()) < 2 ** (WEIGHT_BITS - 1), "weights not int"
@@ -82,6 +88,8 @@ class IntegerHyperSynthesis(nn.Module):
             out[f"{prefix}{i}.weight"] = getattr(self, f"w{i}").to(torch.int16)  # |W| < 2**13
             out[f"{prefix}{i}.bias"] = getattr(self, f"b{i}")
             out[f"{prefix}{i}.spec"] = torch.tensor([spec[k] for k in ("transposed", "stride", "padding", "output_padding", "shift", "acc_frac")], dtype=torch.int64)
+        if (self.in_frac, self.input_limit) != (0, INPUT_LIMIT):  # the hyper-synthesis files stay as they were
+            out[f"{prefix}meta"] = torch.tensor([self.in_frac, self.input_limit], dtype=torch.int64)
         return out
 
     @classmethod
@@ -92,12 +100,17 @@ class IntegerHyperSynthesis(nn.Module):
             layers.append({"weight": tensors[f"{prefix}{i}.weight"], "bias": tensors[f"{prefix}{i}.bias"],
                            "transposed": t, "stride": s, "padding": p, "output_padding": op, "shift": shift, "acc_frac": acc})
             i += 1
-        return cls(layers)
+        meta = tensors.get(f"{prefix}meta")
+        if meta is None:
+            return cls(layers)
+        return cls(layers, in_frac=int(meta[0]), input_limit=int(meta[1]))
 
     @classmethod
     @torch.no_grad()
-    def from_float(cls, h_s: nn.Sequential, calibration_z: torch.Tensor, headroom: float = 4.0) -> "IntegerHyperSynthesis":
-        """Quantise ``h_s``; activation fixed-point ranges come from ``calibration_z`` (max * headroom)."""
+    def from_float(cls, h_s: nn.Sequential, calibration_z: torch.Tensor, headroom: float = 4.0,
+                   in_frac: int = 0, input_limit: int = INPUT_LIMIT) -> "IntegerHyperSynthesis":
+        """Quantise ``h_s``; activation fixed-point ranges come from ``calibration_z`` (max * headroom).
+        ``calibration_z`` holds float inputs; the integer network's input is ``round(input * 2**in_frac)``."""
         convs = [m for m in h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
         # float activation maxima after each hidden ReLU
         a = calibration_z.float()
@@ -107,11 +120,13 @@ class IntegerHyperSynthesis(nn.Module):
             if isinstance(m, nn.ReLU):
                 maxima.append(float(a.max()))
         layers = []
-        in_frac = 0  # z is integer
+        first_frac = in_frac  # z is integer (0); other stacks take fixed-point inputs
         for i, m in enumerate(convs):
             w = m.weight.detach().double()
             b = m.bias.detach().double()
-            wf = int(math.floor(math.log2((2 ** (WEIGHT_BITS - 1) - 1) / float(w.abs().max()))))
+            w_max = float(w.abs().max())
+            # an all-zero layer (e.g. a zero-initialised residual branch) keeps integer weights (all 0)
+            wf = int(math.floor(math.log2((2 ** (WEIGHT_BITS - 1) - 1) / w_max))) if w_max > 0 else 0
             w_int = torch.round(w * 2.0**wf)
             acc_frac = wf + in_frac
             b_int = torch.round(b * 2.0**acc_frac).to(torch.int64)
@@ -131,12 +146,12 @@ class IntegerHyperSynthesis(nn.Module):
                 "shift": shift, "acc_frac": acc_frac,
             })
             in_frac = out_frac
-        return cls(layers)
+        return cls(layers, in_frac=first_frac, input_limit=input_limit)
 
     @torch.no_grad()
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: integer-valued (B, C, h, w) tensor -> int64 accumulator of the last layer (``acc_frac`` bits)."""
-        a = torch.clamp(z.to(torch.float64).cpu(), -INPUT_LIMIT, INPUT_LIMIT)
+        a = torch.clamp(z.to(torch.float64).cpu(), -self.input_limit, self.input_limit)
         n = len(self.specs)
         for i, spec in enumerate(self.specs):
             w = getattr(self, f"w{i}")
@@ -153,14 +168,18 @@ class IntegerHyperSynthesis(nn.Module):
 
     def entropy_parameters(self, z: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(means as float32 = int / 2**8 exactly, scale indices int64), each (B, M, H, W)."""
-        acc = self(z)
-        frac = self.out_frac
-        means_acc, ls_acc = acc[:, :m], acc[:, m:]
-        means_q = _requant(means_acc, frac, MEAN_FRAC_BITS).clamp_(-(1 << 23) + 1, (1 << 23) - 1)  # exact in fp32
-        ls_q = _requant(ls_acc, frac, LOG_SCALE_FRAC_BITS)
-        idx = torch.div(ls_q - LOG_SCALE_MIN_Q8, LOG_SCALE_STEP_Q8, rounding_mode="floor").clamp_(0, NUM_SCALES - 1)
-        means = means_q.to(torch.float64) / (1 << MEAN_FRAC_BITS)
-        return means.to(torch.float32), idx
+        return mean_scale_from_accumulator(self(z), self.out_frac, m)
+
+
+def mean_scale_from_accumulator(acc: torch.Tensor, frac: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """int64 (B, 2M, H, W) fixed point with ``frac`` bits (means, then log-scales) -> (means as float32 =
+    int / 2**8 exactly, scale indices int64), each (B, M, H, W)."""
+    means_acc, ls_acc = acc[:, :m], acc[:, m:]
+    means_q = _requant(means_acc, frac, MEAN_FRAC_BITS).clamp_(-(1 << 23) + 1, (1 << 23) - 1)  # exact in fp32
+    ls_q = _requant(ls_acc, frac, LOG_SCALE_FRAC_BITS)
+    idx = torch.div(ls_q - LOG_SCALE_MIN_Q8, LOG_SCALE_STEP_Q8, rounding_mode="floor").clamp_(0, NUM_SCALES - 1)
+    means = means_q.to(torch.float64) / (1 << MEAN_FRAC_BITS)
+    return means.to(torch.float32), idx
 
 
 def _requant(acc: torch.Tensor, frac: int, bits: int) -> torch.Tensor:
@@ -171,3 +190,7 @@ def _requant(acc: torch.Tensor, frac: int, bits: int) -> torch.Tensor:
     if frac == bits:
         return acc
     return acc * (1 << (bits - frac))
+
+
+#: the exact fixed-point rescaling above, for other integer stacks built on this module (ckbd-hyperprior)
+requantize = _requant

@@ -31,6 +31,9 @@ def _builtin() -> None:
     from nicbeam.codecs.learned.transformer.model import TransformerHyperprior
 
     _FAMILIES.setdefault(TransformerHyperprior.family, TransformerHyperprior)
+    from nicbeam.nn.checkerboard import CheckerboardHyperprior
+
+    _FAMILIES.setdefault(CheckerboardHyperprior.family, CheckerboardHyperprior)
 
 
 def available_families() -> list[str]:

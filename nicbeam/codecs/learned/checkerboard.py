@@ -1,0 +1,126 @@
+"""``ckbd-hyperprior``: mean-scale hyperprior with a checkerboard context model (He et al. CVPR 2021), exact
+entropy parameters on every platform, two fully parallel decoding passes.
+
+Each tile's blob (range-coded words): z (hyper-latent, factorized integer tables, escapes flushed), then the
+*anchor* symbols ``round(y - mean)`` grouped by scale index (index 0 first; inside a group in the raster order
+of (channel, anchor position)) and their escapes, then the *non-anchor* symbols grouped the same way and their
+escapes. The decoder reads z, computes the anchors' parameters, reads the anchors (escapes included: they are
+the context), computes the non-anchors' parameters from them, and reads the non-anchors. All parameters come
+from :mod:`nicbeam.entropy.checkerboard_net` (integer networks), so they are bit-identical to the encoder's
+whatever its device, threads or batch; the synthesis runs in float64 as for the other learned codecs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nicbeam.codecs.errors import InvalidParameterError
+from nicbeam.codecs.learned.base import LearnedCodec
+from nicbeam.codecs.learned.latents import TileLatents
+from nicbeam.entropy.checkerboard_net import IntegerCheckerboard, y_hat_fixed_point
+from nicbeam.entropy.coder import Decoder, Encoder, TableSet
+from nicbeam.nn.checkerboard import anchor_mask
+
+
+def encode_grouped(enc: Encoder, symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> None:
+    """Code ``symbols`` (1-D) each with the table of its scale index, grouped by index, then their escapes."""
+    order = np.argsort(indices, kind="stable")
+    counts = np.bincount(indices, minlength=len(tables))
+    pos = 0
+    for j, n in enumerate(counts):
+        if n:
+            enc.encode(symbols[order[pos : pos + n]], tables, j)
+            pos += n
+    enc.flush_escapes()
+
+
+def decode_grouped(dec: Decoder, indices: np.ndarray, tables: TableSet) -> np.ndarray:
+    """Inverse of :func:`encode_grouped`: the symbols (1-D int64) for these scale indices."""
+    order = np.argsort(indices, kind="stable")
+    counts = np.bincount(indices, minlength=len(tables))
+    out = np.empty(indices.size, dtype=np.int64)
+    pos, parts = 0, []
+    for j, n in enumerate(counts):
+        if n:
+            parts.append((order[pos : pos + n], dec.decode(int(n), tables, j)))
+            pos += n
+    dec.flush_escapes()  # fills escaped values into the arrays of `parts`: copy only after it
+    for where, values in parts:
+        out[where] = values
+    return out
+
+
+class CheckerboardHyperpriorCodec(LearnedCodec):
+    name = "ckbd-hyperprior"
+    description = ("learned: mean-scale hyperprior + checkerboard context (He et al. 2021), integer entropy-parameter "
+                   "networks, two parallel decoding passes, gain-unit variable rate")
+    weights_name = "ckbd-hyperprior"
+    downsampling = 64
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if self.params["refine"]:
+            raise InvalidParameterError(f"{self.name}: refine is not implemented for the checkerboard model (use refine=0)")
+
+    def _setup(self, bundle) -> None:
+        t, ex = bundle.tensors, bundle.extras
+        ex["z_tables"] = TableSet.from_tensors(t, "tables.z")
+        ex["g_tables"] = TableSet.from_tensors(t, "tables.gauss")
+        ex["int_ckbd"] = IntegerCheckerboard.from_tensors(t, "int_hs.", bundle.model.M)
+
+    def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor,
+                      latents_out: list[TileLatents] | None = None) -> list[bytes]:
+        ex, model = self.bundle.extras, self.model
+        net: IntegerCheckerboard = ex["int_ckbd"]
+        y_dev = model.analysis(x, quality)
+        z = torch.round(model.h_a(y_dev)).cpu()
+        y = y_dev.float().cpu()
+        h = net.hyper(z)
+        anchors = anchor_mask(*y.shape[-2:])[0, 0]
+        others = ~anchors
+        means_a, idx_a = net.anchor_parameters(h, anchors)
+        sym_a = torch.round(y[:, :, anchors] - means_a).to(torch.int64)
+        means_n, idx_n = net.non_anchor_parameters(h, anchors, y_hat_fixed_point(sym_a, means_a))
+        sym_n = torch.round(y[:, :, others] - means_n).to(torch.int64)
+        zs = z.to(torch.int64).numpy()
+        blobs = []
+        for b in range(x.shape[0]):
+            enc = Encoder()
+            for c in range(zs.shape[1]):
+                enc.encode(zs[b, c].ravel(), ex["z_tables"], c)
+            enc.flush_escapes()
+            encode_grouped(enc, sym_a[b].numpy().ravel(), idx_a[b].numpy().ravel(), ex["g_tables"])
+            encode_grouped(enc, sym_n[b].numpy().ravel(), idx_n[b].numpy().ravel(), ex["g_tables"])
+            blobs.append(enc.finish())
+            if latents_out is not None:  # y_hat as the decoder computes it: symbols + means in float32
+                latents_out.append(_tile_latents(anchors, sym_a[b], means_a[b], sym_n[b], means_n[b], zs[b]))
+        return blobs
+
+    def _decode_tile_latents(self, blob: bytes, hp: int, wp: int, quality_index: int) -> TileLatents:
+        ex, model = self.bundle.extras, self.model
+        net: IntegerCheckerboard = ex["int_ckbd"]
+        zh, zw = hp // 64, wp // 64
+        dec = Decoder(blob)
+        z_rows = [dec.decode(zh * zw, ex["z_tables"], c) for c in range(len(ex["z_tables"]))]
+        dec.flush_escapes()  # fills escaped values into z_rows in place: stack only after it
+        z = np.stack(z_rows).reshape(1, -1, zh, zw)
+        h = net.hyper(torch.from_numpy(z.astype(np.float64)))
+        anchors = anchor_mask(hp // 16, wp // 16)[0, 0]
+        means_a, idx_a = net.anchor_parameters(h, anchors)
+        sym_a = torch.from_numpy(decode_grouped(dec, idx_a[0].numpy().ravel(), ex["g_tables"]).reshape(idx_a.shape))
+        means_n, idx_n = net.non_anchor_parameters(h, anchors, y_hat_fixed_point(sym_a, means_a))
+        sym_n = torch.from_numpy(decode_grouped(dec, idx_n[0].numpy().ravel(), ex["g_tables"]).reshape(idx_n.shape))
+        return _tile_latents(anchors, sym_a[0], means_a[0], sym_n[0], means_n[0], z[0].astype(np.int64))
+
+
+def _tile_latents(anchors: torch.Tensor, sym_a: torch.Tensor, means_a: torch.Tensor, sym_n: torch.Tensor,
+                  means_n: torch.Tensor, z: np.ndarray) -> TileLatents:
+    """One tile's (M, H, W) symbols and ``y_hat = symbol + mean`` (float32, exact) from the two passes."""
+    m = sym_a.shape[0]
+    symbols = torch.zeros((m, *anchors.shape), dtype=torch.int64)
+    means = torch.zeros((m, *anchors.shape), dtype=torch.float32)
+    symbols[:, anchors], symbols[:, ~anchors] = sym_a, sym_n
+    means[:, anchors], means[:, ~anchors] = means_a, means_n
+    y_hat = symbols.to(torch.float32) + means
+    return TileLatents(y_hat.numpy(), symbols.numpy(), z)

@@ -1,0 +1,112 @@
+"""Exact integer entropy parameters of the checkerboard model (``ckbd-hyperprior``), for encoder and decoder.
+
+Three integer stacks of :class:`nicbeam.entropy.integer_net.IntegerHyperSynthesis` (the same quantisation at
+export, the same ``< 2**53`` bound checked at load, the same integer-valued float64 convolutions):
+
+* ``hs``: the hyper-synthesis, z -> hyperprior parameters ``h`` (2M channels, fixed point);
+* ``ctx``: the masked 5x5 context convolution over the decoded anchors;
+* ``ep``: the entropy-parameter network (1x1 convolutions) over ``cat(h, ctx)``.
+
+What the context model reads: the decoded anchors ``y_hat = symbol + mean`` on the fixed-point grid of the
+means, i.e. the integer ``symbol * 2**8 + mean_q`` (``MEAN_FRAC_BITS`` = 8 fractional bits). Both terms are
+integers the decoder has exactly (the symbol from the range decoder, ``mean_q`` from the integer network), so
+the context input is exact with no rounding step of its own, and it is the very value the float model was
+trained on (``y_hat``), only clipped to ``|y_hat| < 2**15`` (``CONTEXT_INPUT_LIMIT``), far outside the
+latents' range. The alternative, symbols only, would hide the means from the context and differ from what
+the synthesis receives.
+
+Combination: ``h`` and the ``ep`` output are each rounded to ``COMBINE_FRAC_BITS`` fractional bits and added
+in int64 (``params = h + ep(...)``, the float model's residual form), then cut to means (1/256) and scale
+indices exactly as for ``mbt2018-mean``. Anchors take ``ctx = 0``. The 1x1 ``ep`` runs only at the positions of
+one pass (gathered), so each pass costs half the full map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nicbeam.entropy.integer_net import (
+    INPUT_LIMIT, MEAN_FRAC_BITS, IntegerHyperSynthesis, mean_scale_from_accumulator, requantize,
+)
+
+COMBINE_FRAC_BITS = 16
+#: |symbol * 2**8 + mean_q| is clipped to this before the context convolution (|y_hat| < 2**15)
+CONTEXT_INPUT_LIMIT = (1 << 23) - 1
+#: fractional bits of the ep input are chosen at export from the calibrated maximum, at most this
+MAX_EP_INPUT_FRAC = 16
+
+
+def ep_input_frac(ep_inputs: torch.Tensor, headroom: float = 4.0) -> int:
+    """Fractional bits for the entropy-parameter network's input: its calibrated max * headroom fits ``INPUT_LIMIT``."""
+    top = max(float(ep_inputs.abs().max()), 1e-3) * headroom
+    return max(0, min(MAX_EP_INPUT_FRAC, int(math.floor(math.log2(INPUT_LIMIT / top)))))
+
+
+def quantise_checkerboard(model, zs: torch.Tensor, anchor_maps: torch.Tensor, ep_inputs: torch.Tensor,
+                          prefix: str) -> dict[str, torch.Tensor]:
+    """The three integer stacks of ``model`` (a CheckerboardHyperprior), calibrated on hyper-latents ``zs``,
+    float anchor maps ``anchor_maps`` (y_hat at anchors, 0 elsewhere) and entropy-parameter inputs."""
+    hs = IntegerHyperSynthesis.from_float(model.h_s, zs)
+    ctx = IntegerHyperSynthesis.from_float(model.context.as_plain_conv(), anchor_maps, in_frac=MEAN_FRAC_BITS,
+                                           input_limit=CONTEXT_INPUT_LIMIT)
+    ep = IntegerHyperSynthesis.from_float(model.entropy_parameters, ep_inputs, in_frac=ep_input_frac(ep_inputs))
+    return IntegerCheckerboard(hs, ctx, ep, model.M).tensors(prefix)
+
+
+class IntegerCheckerboard:
+    """Exact (means, scale indices) of both checkerboard passes; built from the weights file's tensors."""
+
+    def __init__(self, hs: IntegerHyperSynthesis, ctx: IntegerHyperSynthesis, ep: IntegerHyperSynthesis, m: int) -> None:
+        self.hs, self.ctx, self.ep, self.M = hs, ctx, ep, m
+        if ctx.in_frac != MEAN_FRAC_BITS or len(ctx.specs) != 1:
+            raise ValueError("checkerboard context: one convolution over y_hat with 8 fractional bits expected")
+        for i, spec in enumerate(ep.specs):
+            w = getattr(ep, f"w{i}")
+            if spec["transposed"] or spec["stride"] != 1 or spec["padding"] or tuple(w.shape[2:]) != (1, 1):
+                raise ValueError("checkerboard entropy parameters: 1x1 convolutions expected")
+        if ep.w0.shape[1] != 4 * m or getattr(ep, f"w{len(ep.specs) - 1}").shape[0] != 2 * m:
+            raise ValueError(f"checkerboard entropy parameters do not fit M={m}")
+
+    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        """``<prefix>N.*`` the hyper-synthesis (as mbt2018-mean), ``<prefix>ctx.*`` and ``<prefix>ep.*``."""
+        return {**self.hs.tensors(prefix), **self.ctx.tensors(f"{prefix}ctx."), **self.ep.tensors(f"{prefix}ep.")}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str, m: int) -> "IntegerCheckerboard":
+        return cls(IntegerHyperSynthesis.from_tensors(tensors, prefix),
+                   IntegerHyperSynthesis.from_tensors(tensors, f"{prefix}ctx."),
+                   IntegerHyperSynthesis.from_tensors(tensors, f"{prefix}ep."), m)
+
+    def hyper(self, z: torch.Tensor) -> torch.Tensor:
+        """Integer z (B, N, h, w) -> int64 hyperprior parameters (B, 2M, 4h, 4w) at ``hs.out_frac`` bits."""
+        return self.hs(z)
+
+    def _parameters(self, h: torch.Tensor, ctx_acc: torch.Tensor | None, where: torch.Tensor):
+        """(means, scale indices), each (B, M, P), at the P positions of the (H, W) bool map ``where``."""
+        h_sel = h[:, :, where]  # (B, 2M, P), positions in raster order
+        in_frac = self.ep.in_frac
+        ctx = torch.zeros_like(h_sel) if ctx_acc is None else requantize(ctx_acc[:, :, where], self.ctx.out_frac, in_frac)
+        ep_in = torch.cat([requantize(h_sel, self.hs.out_frac, in_frac), ctx], dim=1)
+        ep_acc = self.ep(ep_in[:, :, None, :])[:, :, 0, :]
+        params = (requantize(h_sel, self.hs.out_frac, COMBINE_FRAC_BITS)
+                  + requantize(ep_acc, self.ep.out_frac, COMBINE_FRAC_BITS))
+        return mean_scale_from_accumulator(params, COMBINE_FRAC_BITS, self.M)
+
+    def anchor_parameters(self, h: torch.Tensor, anchors: torch.Tensor):
+        """First pass: (means, scale indices) (B, M, P_anchor) from the hyperprior alone (context = 0)."""
+        return self._parameters(h, None, anchors)
+
+    def non_anchor_parameters(self, h: torch.Tensor, anchors: torch.Tensor, anchor_y_hat_q: torch.Tensor):
+        """Second pass: (means, scale indices) (B, M, P_other) given the decoded anchors as the integers
+        ``symbol * 2**8 + mean * 2**8`` (B, M, P_anchor)."""
+        b, _, hh, ww = h.shape
+        grid = torch.zeros((b, self.M, hh, ww), dtype=torch.int64)
+        grid[:, :, anchors] = anchor_y_hat_q
+        return self._parameters(h, self.ctx(grid), ~anchors)
+
+
+def y_hat_fixed_point(symbols: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """``(symbol + mean) * 2**8`` as int64, exact: means are multiples of 2**-8 in float32."""
+    return symbols.to(torch.int64) * (1 << MEAN_FRAC_BITS) + torch.round(means.to(torch.float64) * (1 << MEAN_FRAC_BITS)).to(torch.int64)
