@@ -99,6 +99,14 @@ class _MappedDecoder:
         return self.decoder.decode(self.smap[scale] * MEAN_FRACTIONS + frac)
 
 
+def _usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def single_threaded_blas():
     """BLAS on one thread while coding: the batches are small matrices, where OpenBLAS threads cost far more
     than they give (measured 100x slower on a loaded 2-core machine). Results are exact either way."""
@@ -157,7 +165,7 @@ class MlpDpcmCodec(Codec):
 
     def _run(self, jobs: list[Callable[[], Any]]) -> list[Any]:
         """The slices' jobs on a thread pool (in order when one thread); results in job order."""
-        threads = self._threads if self._threads is not None else min(len(jobs), len(os.sched_getaffinity(0)))
+        threads = self._threads if self._threads is not None else min(len(jobs), _usable_cores())
         if threads <= 1 or len(jobs) == 1:
             return [job() for job in jobs]
         with ThreadPoolExecutor(max_workers=threads) as pool:
