@@ -194,7 +194,7 @@ class MlpDpcmCodec(Codec):
                     src[i, :th, :tw] = coded[top : top + th, left : left + tw]
                 heights = np.array([t[2] for t in group])
                 widths = np.array([t[3] for t in group])
-                code_group(self.model, delta, tile, heights, widths, collector, src, parallel=delta == 0)
+                code_group(self.model, delta, tile, heights, widths, collector, src)
             return collector
 
         collectors = self._run([lambda tiles=tiles: collect(tiles) for tiles in slices])

@@ -8,8 +8,9 @@ its MLP and one vectorised rANS call. Encoder and decoder run this same loop, so
 (the encoder writes the reconstruction, not the source, into the buffer: near-lossless stays in sync).
 
 Decoding and near-lossless encoding run this loop compiled (:mod:`nicbeam.codecs.predictive.kernel`); the
-numpy loop here is its reference (tests compare them) and serves the tests' per-batch records. Lossless
-encoding needs no loop: every context is known, so all pixels are predicted in large batches (``parallel``).
+numpy loop here is its reference (tests compare them) and serves the tests' per-batch records. ``parallel``
+is a third, loop-free way for lossless encoding (every context is known, so all pixels are predicted in large
+teacher-forced batches); the codec encodes with the kernel, which measured 1.3x faster (kodim01, same bytes).
 """
 
 from __future__ import annotations
