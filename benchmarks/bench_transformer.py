@@ -47,7 +47,11 @@ def test_image() -> tuple[torch.Tensor, str]:
 
 
 def flops(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
+    """FLOPs of ``fn`` (2 per multiply-add); attention in its plain form, which the counter knows (it does not
+    count PyTorch's fused CPU attention kernel)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
 
