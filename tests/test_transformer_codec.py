@@ -183,6 +183,18 @@ def test_decode_identical_across_threads_and_batch(tiny_weights, threads):
         np.testing.assert_array_equal(ref, single)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_encoded_stream_decodes_identically_on_cpu(tiny_weights):
+    """Where a GPU is present: streams made on the GPU decode to the same images on the GPU and the CPU."""
+    gpu = TransformerHyperpriorCodec(weights=tiny_weights, device="cuda", quality=3, tile=64)
+    cpu = TransformerHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3, tile=64)
+    images = [_smooth_image(s, 70, 90) for s in range(3)]
+    streams = gpu.encode_batch(images)
+    for stream, on_gpu, on_cpu in zip(streams, gpu.decode_batch(streams), cpu.decode_batch(streams)):
+        np.testing.assert_array_equal(on_gpu, on_cpu)
+        np.testing.assert_array_equal(cpu.decode(stream), on_cpu)
+
+
 def test_tampered_and_truncated_streams_raise_bitstream_errors(tiny_weights):
     codec = TransformerHyperpriorCodec(weights=tiny_weights, device="cpu", quality=2, tile=64)
     image = _smooth_image(5, 50, 90)  # 1 x 2 tiles
