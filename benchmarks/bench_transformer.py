@@ -11,6 +11,10 @@ crops. Input: kodim01 (768x512) from ../shared/data/kodak when present, else a s
 ``--peak-memory WxH``: instead, each codec (random N=64/M=128 weights exported through the real export path,
 default tile 1024, exact float64 decoding) encodes and decodes one synthetic WxH image in a fresh subprocess;
 prints the peak RSS (``ru_maxrss``) and the encode/decode seconds of each.
+
+``--warm-start CHECKPOINT``: instead, a ``tcm-hyperprior`` initialised from an ``mbt2018-mean`` training checkpoint
+(``nicbeam train --init-from``, step 0), exported through the real export path, against the shipped
+``mbt2018-mean`` on the input image at qualities 2, 6, 10 (bpp from the real stream, PSNR of the decoded image).
 """
 
 from __future__ import annotations
@@ -100,6 +104,34 @@ def _peak_memory_child(family: str, width: int, height: int) -> None:
                       "encode_s": round(t_enc, 2), "decode_s": round(t_dec, 2), "bytes": len(stream)}))
 
 
+def warm_start(checkpoint: str) -> None:
+    import tempfile
+
+    from nicbeam.codecs.registry import get_codec
+    from nicbeam.training.export import export_model
+    from nicbeam.training.trainer import TrainConfig, Trainer
+
+    torch.set_num_threads(1)
+    source = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = json.loads(source["train_config"])
+    cfg = TrainConfig(family="tcm-hyperprior", model_config=saved["model_config"], steps=0, crop=256,
+                      data=saved["data"])
+    work = Path(tempfile.mkdtemp())
+    trainer = Trainer(cfg, None, None, work / "run", log=lambda m: None)  # type: ignore[arg-type]
+    copied = trainer.init_from(checkpoint)
+    weights = export_model(trainer, "tcm-step0", work / "weights")["weights"]
+    x, source_name = test_image()
+    image = (x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    print(f"{source_name}: tcm-hyperprior at step 0 from {checkpoint} ({len(copied)} tensors copied) vs the shipped mbt2018-mean")
+    for quality in (2, 6, 10):
+        for name, extra in (("mbt2018-mean", {}), ("tcm-hyperprior", {"weights": weights})):
+            codec = get_codec(name, quality=quality, device="cpu", **extra)
+            stream = codec.encode(image)
+            mse = np.mean((codec.decode(stream).astype(np.float64) - image) ** 2)
+            print(f"q{quality:<3d}{name:16s} bpp {len(stream) * 8 / image.shape[0] / image.shape[1]:.4f} "
+                  f"PSNR {10 * np.log10(255**2 / mse):.3f} dB")
+
+
 def peak_memory(size: str) -> None:
     import subprocess
     import sys
@@ -125,7 +157,12 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--peak-memory", default=None, metavar="WxH", help="peak RSS of coding one WxH image instead")
+    parser.add_argument("--warm-start", default=None, metavar="CHECKPOINT",
+                        help="code the image with a tcm-hyperprior warm-started from this mbt2018-mean checkpoint instead")
     args = parser.parse_args()
+    if args.warm_start:
+        warm_start(args.warm_start)
+        return
     if args.peak_memory:
         peak_memory(args.peak_memory)
         return
