@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
 
 from nicbeam.codecs import container  # noqa: E402
-from nicbeam.codecs.errors import BitstreamError, CodecError, InvalidParameterError  # noqa: E402
+from nicbeam.codecs.errors import BitstreamError, CodecError  # noqa: E402
 from nicbeam.codecs.learned.checkerboard import CheckerboardHyperpriorCodec, encode_grouped  # noqa: E402
 from nicbeam.codecs.registry import get_codec  # noqa: E402
 from nicbeam.entropy.checkerboard_net import y_hat_fixed_point  # noqa: E402
@@ -231,14 +231,24 @@ def test_tampered_and_truncated_streams_raise_bitstream_errors(tiny_weights):
         assert decoded.shape == image.shape and decoded.dtype == np.uint8
 
 
-def test_missing_weights_and_refine_are_clear_errors(tmp_path, monkeypatch, tiny_weights):
+def test_missing_weights_is_a_clear_codec_error(tmp_path, monkeypatch):
     monkeypatch.setenv("NICBEAM_WEIGHTS_DIR", str(tmp_path))
     codec = get_codec("ckbd-hyperprior", quality=3)
     assert isinstance(codec, CheckerboardHyperpriorCodec)
     with pytest.raises(CodecError, match=r"ckbd-hyperprior\.safetensors not found.*nicbeam train"):
         codec.encode(_smooth_image(0, 16, 16))
-    with pytest.raises(InvalidParameterError, match="refine"):
-        CheckerboardHyperpriorCodec(weights=tiny_weights, refine=5)
+
+
+def test_refined_streams_decode_with_the_encoders_latents(tiny_weights):
+    """refine=N changes only the encoder: the stream is coded with the exact parameters of the refined latents."""
+    codec = CheckerboardHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3, refine=4)
+    image = _smooth_image(11, 48, 80)
+    stream, latents = codec.encode_with_latents(image)
+    assert container.parse_header(stream).params["refine"] == 4
+    decoded = codec.decode_latents(stream)
+    np.testing.assert_array_equal(decoded.y_symbols, latents.y_symbols)
+    np.testing.assert_array_equal(decoded.y_hat, latents.y_hat)
+    assert codec.decode(stream).shape == image.shape
 
 
 def test_warm_start_from_mbt2018_mean_starts_where_it_is(tmp_path):

@@ -8,6 +8,10 @@ escapes. The decoder reads z, computes the anchors' parameters, reads the anchor
 the context), computes the non-anchors' parameters from them, and reads the non-anchors. All parameters come
 from :mod:`nicbeam.entropy.checkerboard_net` (integer networks), so they are bit-identical to the encoder's
 whatever its device, threads or batch; the synthesis runs in float64 as for the other learned codecs.
+
+``refine=N`` (encoder only, as for ``mbt2018-mean``): the latents are optimised against the entropy parameters
+of the *unrefined* latents (the non-anchors' context frozen at the unrefined anchors: the float context network
+is not shipped), then coded with the exact parameters of the refined latents; the decoder is unchanged.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nicbeam.codecs.errors import InvalidParameterError
 from nicbeam.codecs.learned.base import LearnedCodec
 from nicbeam.codecs.learned.latents import TileLatents
 from nicbeam.entropy.checkerboard_net import IntegerCheckerboard, y_hat_fixed_point
 from nicbeam.entropy.coder import Decoder, Encoder, TableSet
+from nicbeam.entropy.integer_net import scale_table
 from nicbeam.nn.checkerboard import anchor_mask
+from nicbeam.nn.entropy_models import gaussian_likelihood
 
 
 def encode_grouped(enc: Encoder, symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> None:
@@ -58,16 +63,12 @@ class CheckerboardHyperpriorCodec(LearnedCodec):
     weights_name = "ckbd-hyperprior"
     downsampling = 64
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        if self.params["refine"]:
-            raise InvalidParameterError(f"{self.name}: refine is not implemented for the checkerboard model (use refine=0)")
-
     def _setup(self, bundle) -> None:
         t, ex = bundle.tensors, bundle.extras
         ex["z_tables"] = TableSet.from_tensors(t, "tables.z")
         ex["g_tables"] = TableSet.from_tensors(t, "tables.gauss")
         ex["int_ckbd"] = IntegerCheckerboard.from_tensors(t, "int_hs.", bundle.model.M)
+        ex["scale_values"] = torch.from_numpy(scale_table()).to(torch.float32)  # scale of each scale index
 
     def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor,
                       latents_out: list[TileLatents] | None = None) -> list[bytes]:
@@ -75,13 +76,23 @@ class CheckerboardHyperpriorCodec(LearnedCodec):
         net: IntegerCheckerboard = ex["int_ckbd"]
         y_dev = model.analysis(x, quality)
         z = torch.round(model.h_a(y_dev)).cpu()
-        y = y_dev.float().cpu()
         h = net.hyper(z)
-        anchors = anchor_mask(*y.shape[-2:])[0, 0]
+        anchors = anchor_mask(*y_dev.shape[-2:])[0, 0]
         others = ~anchors
         means_a, idx_a = net.anchor_parameters(h, anchors)
-        sym_a = torch.round(y[:, :, anchors] - means_a).to(torch.int64)
-        means_n, idx_n = net.non_anchor_parameters(h, anchors, y_hat_fixed_point(sym_a, means_a))
+
+        def second_pass(y: torch.Tensor):
+            sym_a = torch.round(y[:, :, anchors] - means_a).to(torch.int64)
+            return (sym_a, *net.non_anchor_parameters(h, anchors, y_hat_fixed_point(sym_a, means_a)))
+
+        sym_a, means_n, idx_n = second_pass(y_dev.float().cpu())
+        if self.params["refine"]:  # against the parameters of the unrefined latents (module docstring)
+            means = _full_map(anchors, means_a, means_n).to(y_dev.device)
+            scales = ex["scale_values"][_full_map(anchors, idx_a, idx_n)].to(y_dev.device)
+            y_dev = self._refine(y_dev, x, quality, means, lambda y_tilde: -torch.log2(
+                gaussian_likelihood(y_tilde, scales, means)).sum(dim=(1, 2, 3)))
+            sym_a, means_n, idx_n = second_pass(y_dev.float().cpu())  # the exact parameters of what is coded
+        y = y_dev.float().cpu()
         sym_n = torch.round(y[:, :, others] - means_n).to(torch.int64)
         zs = z.to(torch.int64).numpy()
         blobs = []
@@ -114,13 +125,17 @@ class CheckerboardHyperpriorCodec(LearnedCodec):
         return _tile_latents(anchors, sym_a[0], means_a[0], sym_n[0], means_n[0], z[0].astype(np.int64))
 
 
+def _full_map(anchors: torch.Tensor, at_anchors: torch.Tensor, at_others: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) map from its values (..., P) at the anchors and (..., P') at the other positions."""
+    out = at_anchors.new_zeros((*at_anchors.shape[:-1], *anchors.shape))
+    out[..., anchors], out[..., ~anchors] = at_anchors, at_others
+    return out
+
+
 def _tile_latents(anchors: torch.Tensor, sym_a: torch.Tensor, means_a: torch.Tensor, sym_n: torch.Tensor,
                   means_n: torch.Tensor, z: np.ndarray) -> TileLatents:
     """One tile's (M, H, W) symbols and ``y_hat = symbol + mean`` (float32, exact) from the two passes."""
-    m = sym_a.shape[0]
-    symbols = torch.zeros((m, *anchors.shape), dtype=torch.int64)
-    means = torch.zeros((m, *anchors.shape), dtype=torch.float32)
-    symbols[:, anchors], symbols[:, ~anchors] = sym_a, sym_n
-    means[:, anchors], means[:, ~anchors] = means_a, means_n
+    symbols = _full_map(anchors, sym_a, sym_n)
+    means = _full_map(anchors, means_a, means_n)
     y_hat = symbols.to(torch.float32) + means
     return TileLatents(y_hat.numpy(), symbols.numpy(), z)

@@ -1,0 +1,129 @@
+"""ckbd-hyperprior vs mbt2018-mean: encode and decode time of whole codec calls at equal N/M on one 768x512
+image, 1 thread, ratios measured in the same run (rounds alternate between the codecs; the best round of each
+counts, so background load inflates both alike as far as possible).
+
+Both codecs are built from the shipped training checkpoint ``checkpoints/mbt-q10/checkpoint.pt`` (N=64,
+M=128): ``mbt2018-mean`` as trained, ``ckbd-hyperprior`` warm-started from it (every mbt2018-mean tensor copied,
+context + entropy-parameter networks fresh, residual branch at zero), both exported through the real export
+path with calibration crops from the training corpus, so the rates (and the range-coding work) are those of a
+trained hyperprior. The checkerboard model is *untrained* here: these are cost figures, not RD figures.
+``--wide``: also both families at N=64, M=192 warm-started from the same checkpoint (what copies is printed);
+their new layers are random, so their times include unrealistic rates.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_checkerboard.py [--rounds 3] [--quality 6] [--wide]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+KODIM01 = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
+TRAIN = ROOT.parent / "shared" / "data" / "train"
+CHECKPOINT = ROOT / "checkpoints" / "mbt-q10" / "checkpoint.pt"
+
+
+def image() -> tuple[np.ndarray, str]:
+    from PIL import Image
+
+    if KODIM01.exists():
+        return np.asarray(Image.open(KODIM01).convert("RGB")), "kodim01 (768x512)"
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:512, 0:768]
+    arr = np.clip(np.stack([(xx + c * yy) % 256 for c in range(3)], -1) + rng.normal(0, 10, (512, 768, 3)), 0, 255)
+    return arr.astype(np.uint8), "synthetic 768x512"
+
+
+def calibration(count: int = 8, crop: int = 256) -> torch.Tensor:
+    """Centre crops of training images (never Kodak), as ``nicbeam train --export`` takes them."""
+    from nicbeam.training.data import ImageCache, list_images
+    from nicbeam.training.trainer import to_tensor
+
+    paths = list_images(TRAIN, ["*"], exclude=["bsds500_val_*"])
+    step = max(1, len(paths) // count)
+    return to_tensor(ImageCache(paths[::step][:count]).center_crops(crop, count))
+
+
+def warm_started(family: str, config: dict, run_dir: Path) -> tuple[torch.nn.Module, list[str]]:
+    """A ``family`` model warm-started from the mbt2018-mean checkpoint through Trainer.init_from."""
+    from nicbeam.training.trainer import TrainConfig, Trainer
+
+    trainer = Trainer(TrainConfig(family=family, model_config=config, crop=128), None, None, run_dir, log=lambda m: None)
+    copied = trainer.init_from(CHECKPOINT)
+    return trainer.model, copied
+
+
+def timed(fn, times: list[float]) -> None:
+    """Run ``fn`` once, appending its wall time (seconds) to ``times``."""
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quality", type=int, default=6)
+    parser.add_argument("--wide", action="store_true", help="also N=64, M=192 (new layers random)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    from nicbeam.codecs.learned.checkerboard import CheckerboardHyperpriorCodec
+    from nicbeam.codecs.learned.hyperprior import MeanScaleHyperpriorCodec
+    from nicbeam.training.export import write_weights
+
+    if not CHECKPOINT.exists():
+        sys.exit(f"{CHECKPOINT} missing")
+    saved = json.loads(torch.load(CHECKPOINT, map_location="cpu", weights_only=True)["train_config"])
+    base = saved["model_config"]
+    arr, source = image()
+    calib = calibration()
+    widths = [base["M"]] + ([192] if args.wide else [])
+    print(f"image {source}, quality {args.quality}, 1 thread, best of {args.rounds} rounds; calibration: "
+          f"{calib.shape[0]} training crops; warm start: {CHECKPOINT.relative_to(ROOT)} (N={base['N']}, M={base['M']})")
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in widths:
+            config = {**base, "M": m}
+            codecs = {}
+            for family, cls in (("mbt2018-mean", MeanScaleHyperpriorCodec), ("ckbd-hyperprior", CheckerboardHyperpriorCodec)):
+                model, copied = warm_started(family, config, Path(tmp) / f"{family}-{m}")
+                n_params = sum(p.numel() for p in model.parameters())
+                missing = sorted({k.rsplit(".", 1)[0] for k in model.state_dict() if k not in copied})
+                print(f"{family} N={config['N']} M={m}: {n_params} parameters, {len(copied)} tensors copied; "
+                      f"not copied: {', '.join(missing) or 'none'}")
+                path = Path(tmp) / f"{family}-{m}.safetensors"
+                write_weights(model, path, calib)
+                codecs[family] = cls(weights=path, device="cpu", quality=args.quality)
+            streams = {name: c.encode(arr) for name, c in codecs.items()}  # warm-up (tables, float64 copy)
+            for name, c in codecs.items():
+                c.decode(streams[name])
+            enc, dec, lat = ({name: [] for name in codecs} for _ in range(3))
+            for _ in range(args.rounds):
+                for name, c in codecs.items():
+                    timed(lambda: c.encode(arr), enc[name])
+                    timed(lambda: c.decode(streams[name]), dec[name])
+                    timed(lambda: c.decode_latents(streams[name]), lat[name])
+            pixels = arr.shape[0] * arr.shape[1]
+            for name in codecs:
+                decoded = codecs[name].decode(streams[name])
+                mse = float(((decoded.astype(np.float64) - arr) ** 2).mean())
+                print(f"  {name:16s} M={m}: {len(streams[name]) * 8 / pixels:.4f} bpp, {10 * np.log10(255**2 / mse):.2f} dB, "
+                      f"encode {min(enc[name]):.3f} s, decode {min(dec[name]):.3f} s "
+                      f"(of which entropy decoding, latents only: {min(lat[name]):.3f} s)")
+            e = min(enc["ckbd-hyperprior"]) / min(enc["mbt2018-mean"])
+            d = min(dec["ckbd-hyperprior"]) / min(dec["mbt2018-mean"])
+            l = min(lat["ckbd-hyperprior"]) / min(lat["mbt2018-mean"])
+            print(f"  ratio ckbd-hyperprior / mbt2018-mean at N={config['N']} M={m}: encode {e:.2f}x, decode {d:.2f}x, "
+                  f"entropy decoding {l:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
