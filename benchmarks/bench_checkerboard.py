@@ -11,6 +11,10 @@ trained hyperprior. The checkerboard model is *untrained* here: these are cost f
 their new layers are random, so their times include unrealistic rates.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_checkerboard.py [--rounds 3] [--quality 6] [--wide]
+
+``--train-step``: instead, the time of one training step (forward + backward + Adam, fp32, batch 8 of 128x128
+random crops, 10 rate points) of both families at N=64, M=128 and M=192 (random weights; best of 3 after a
+warm-up), for sizing a CPU training budget.
 """
 
 from __future__ import annotations
@@ -68,13 +72,46 @@ def timed(fn, times: list[float]) -> None:
     times.append(time.perf_counter() - start)
 
 
+def train_steps(rounds: int = 3) -> None:
+    """Seconds per training step of both families at M=128 and M=192 (see the module docstring)."""
+    from nicbeam.nn.models import DEFAULT_LAMBDAS
+    from nicbeam.training.registry import build_model
+
+    lambdas = [0.00045, 0.0009, *DEFAULT_LAMBDAS]  # the shipped models' 10 rate points
+    times = {}
+    for family, m in (("mbt2018-mean", 128), ("ckbd-hyperprior", 128), ("mbt2018-mean", 192), ("ckbd-hyperprior", 192)):
+        torch.manual_seed(0)
+        model = build_model(family, N=64, M=m, lambdas=lambdas).train()
+        opt = torch.optim.Adam(model.parameters(), 1e-4)
+        x = torch.rand(8, 3, 128, 128)
+        q = torch.randint(0, len(lambdas), (8,))
+        lmbda = torch.tensor(lambdas)[q]
+        spent: list[float] = []
+        for _ in range(rounds + 1):
+            def step():
+                loss = model.rate_distortion_loss(model(x, q), x, lmbda)["loss"]
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            timed(step, spent)
+        times[(family, m)] = min(spent[1:])
+        print(f"{family:16s} N=64 M={m}: {sum(p.numel() for p in model.parameters())} parameters, "
+              f"{times[(family, m)]:.3f} s per training step (batch 8 x 128x128, 1 thread)")
+    base = times[("mbt2018-mean", 128)]
+    print("ratios to mbt2018-mean M=128: " + ", ".join(f"{f} M={m} {t / base:.2f}x" for (f, m), t in times.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quality", type=int, default=6)
     parser.add_argument("--wide", action="store_true", help="also N=64, M=192 (new layers random)")
+    parser.add_argument("--train-step", action="store_true", help="time training steps instead (module docstring)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.train_step:
+        train_steps(args.rounds)
+        return 0
     from nicbeam.codecs.learned.checkerboard import CheckerboardHyperpriorCodec
     from nicbeam.codecs.learned.hyperprior import MeanScaleHyperpriorCodec
     from nicbeam.training.export import write_weights

@@ -221,11 +221,15 @@ def test_tampered_and_truncated_streams_raise_bitstream_errors(tiny_weights):
             codec.decode(container.pack(header, forged))
         with pytest.raises(BitstreamError):
             codec.decode_latents(container.pack(header, forged))
-    for _ in range(8):
+    others = [bytes(len(payload)), bytes([payload[0]]) + bytes(rng.integers(0, 256, len(payload) - 1, dtype=np.uint8))]
+    for _ in range(20):
         flipped = bytearray(payload)
-        flipped[int(rng.integers(1, len(payload)))] ^= 1 << int(rng.integers(0, 8))
+        for pos in rng.integers(1, len(payload), int(rng.integers(1, 4))):
+            flipped[int(pos)] ^= 1 << int(rng.integers(0, 8))
+        others.append(bytes(flipped))
+    for forged in others:
         try:
-            decoded = codec.decode(container.pack(header, bytes(flipped)))
+            decoded = codec.decode(container.pack(header, forged))
         except BitstreamError:
             continue
         assert decoded.shape == image.shape and decoded.dtype == np.uint8
@@ -330,3 +334,16 @@ def test_escaped_latents_decode_exactly(tiny_weights, key):
     np.testing.assert_array_equal(got.y_symbols, reference.y_symbols)
     np.testing.assert_array_equal(got.y_hat, reference.y_hat)
     assert np.abs(reference.y_symbols).max() > 1  # escapes did happen
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_encoded_stream_decodes_identically_on_cpu(tiny_weights):
+    """Where a GPU is present: a stream made on the GPU decodes to the same image on the GPU and the CPU,
+    singly and in a batch (entropy parameters never come from device float math)."""
+    gpu = CheckerboardHyperpriorCodec(weights=tiny_weights, device="cuda", quality=3)
+    cpu = CheckerboardHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3)
+    images = [_smooth_image(s, 96, 128) for s in range(4)]
+    streams = gpu.encode_batch(images)
+    for stream, on_gpu, on_cpu in zip(streams, gpu.decode_batch(streams), cpu.decode_batch(streams)):
+        np.testing.assert_array_equal(on_gpu, on_cpu)
+        np.testing.assert_array_equal(cpu.decode(stream), on_cpu)
