@@ -33,20 +33,22 @@ import torch
 import torch.nn.functional as F
 
 from nicbeam.entropy.integer_net import (
-    INPUT_LIMIT, MEAN_FRAC_BITS, IntegerHyperSynthesis, mean_scale_from_accumulator, requantize,
+    MEAN_FRAC_BITS, IntegerHyperSynthesis, mean_scale_from_accumulator, requantize,
 )
 
 COMBINE_FRAC_BITS = 16
 #: |symbol * 2**8 + mean_q| is clipped to this before the context convolution (|y_hat| < 2**15)
 CONTEXT_INPUT_LIMIT = (1 << 23) - 1
-#: fractional bits of the ep input are chosen at export from the calibrated maximum, at most this
+#: |ep input| (fixed point) is clipped to this; its fractional bits are chosen at export from the calibrated
+#: maximum (at most ``MAX_EP_INPUT_FRAC``). 2**23 keeps the first layer's bound near 2**46 at M=192
+EP_INPUT_LIMIT = (1 << 23) - 1
 MAX_EP_INPUT_FRAC = 16
 
 
 def ep_input_frac(ep_inputs: torch.Tensor, headroom: float = 4.0) -> int:
-    """Fractional bits for the entropy-parameter network's input: its calibrated max * headroom fits ``INPUT_LIMIT``."""
+    """Fractional bits for the entropy-parameter network's input: its calibrated max * headroom fits ``EP_INPUT_LIMIT``."""
     top = max(float(ep_inputs.abs().max()), 1e-3) * headroom
-    return max(0, min(MAX_EP_INPUT_FRAC, int(math.floor(math.log2(INPUT_LIMIT / top)))))
+    return max(0, min(MAX_EP_INPUT_FRAC, int(math.floor(math.log2(EP_INPUT_LIMIT / top)))))
 
 
 def quantise_checkerboard(model, zs: torch.Tensor, anchor_maps: torch.Tensor, ep_inputs: torch.Tensor,
@@ -56,7 +58,8 @@ def quantise_checkerboard(model, zs: torch.Tensor, anchor_maps: torch.Tensor, ep
     hs = IntegerHyperSynthesis.from_float(model.h_s, zs)
     ctx = IntegerHyperSynthesis.from_float(model.context.as_plain_conv(), anchor_maps, in_frac=MEAN_FRAC_BITS,
                                            input_limit=CONTEXT_INPUT_LIMIT)
-    ep = IntegerHyperSynthesis.from_float(model.entropy_parameters, ep_inputs, in_frac=ep_input_frac(ep_inputs))
+    ep = IntegerHyperSynthesis.from_float(model.entropy_parameters, ep_inputs, in_frac=ep_input_frac(ep_inputs),
+                                          input_limit=EP_INPUT_LIMIT)
     return IntegerCheckerboard(hs, ctx, ep, model.M).tensors(prefix)
 
 
