@@ -8,6 +8,10 @@ Training: batch 8 of 128x128 random crops of ``../shared/data/train`` (never Kod
 random quality per crop, loss = bits of y (uniform noise) per pixel, Adam. 1 thread.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ckbd_context_finetune.py [--steps 600] [--images 24] [--qualities 2,6,10]
+
+``--residual-correlation``: instead, how predictable mbt2018-mean's latents still are from their neighbours: the
+correlation between each latent's residual ``(y - mean) / scale`` under the hyperprior and the mean of its 4
+neighbours' (what a checkerboard context sees), and the same without dividing by the scale, on 8 training crops.
 """
 
 from __future__ import annotations
@@ -61,14 +65,40 @@ def finetune_context(model, steps: int, lr: float, log_every: int = 100) -> None
             window = []
 
 
+def residual_correlation(config: dict, qualities: list[int]) -> None:
+    """Print the neighbour correlation of mbt2018-mean's hyperprior residuals (see the module docstring)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model, _ = warm_started("mbt2018-mean", config, Path(tmp))
+    x = calibration(8, 256)
+
+    def corr(a: torch.Tensor) -> float:
+        centre = a[:, :, 1:-1, 1:-1]
+        around = (a[:, :, 1:-1, :-2] + a[:, :, 1:-1, 2:] + a[:, :, :-2, 1:-1] + a[:, :, 2:, 1:-1]) / 4
+        return float(((centre - centre.mean()) * (around - around.mean())).mean() / (centre.std() * around.std()))
+
+    for q in qualities:
+        with torch.no_grad():
+            y = model.analysis(x, torch.full((8,), q - 1))
+            means, log_scales = model.h_s(torch.round(model.h_a(y))).chunk(2, dim=1)
+        residual = y - means
+        normalised = residual / torch.exp(log_scales).clamp(min=0.11)
+        print(f"quality {q}: correlation with the mean of 4 neighbours: normalised residual {corr(normalised):.3f}, "
+              f"residual {corr(residual):.3f}; non-zero symbols {float((torch.round(residual) != 0).float().mean()):.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--qualities", default="2,6,10")
+    parser.add_argument("--residual-correlation", action="store_true", help="only the neighbour correlation (docstring)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.residual_correlation:
+        config = json.loads(torch.load(CHECKPOINT, map_location="cpu", weights_only=True)["train_config"])["model_config"]
+        residual_correlation(config, [int(q) for q in args.qualities.split(",")])
+        return 0
     from PIL import Image
 
     from nicbeam.codecs.learned.checkerboard import CheckerboardHyperpriorCodec
