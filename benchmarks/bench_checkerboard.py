@@ -12,6 +12,10 @@ their new layers are random, so their times include unrealistic rates.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_checkerboard.py [--rounds 3] [--quality 6] [--wide]
 
+``--widen M``: instead, the widened warm start (:mod:`nicbeam.training.widen`): the checkpoint widened to M latent
+channels against the original on 4 training crops at qualities 2, 6, 10 (largest |x_hat difference|, rate from the
+likelihoods), and what ``ckbd-hyperprior`` ``--init-from`` the widened file copies.
+
 ``--train-step``: instead, the time of one training step (forward + backward + Adam, fp32, batch 8 of 128x128
 random crops, 10 rate points) of both families at N=64, M=128 and M=192 (random weights; best of 3 after a
 warm-up), for sizing a CPU training budget.
@@ -56,12 +60,12 @@ def calibration(count: int = 8, crop: int = 256) -> torch.Tensor:
     return to_tensor(ImageCache(paths[::step][:count]).center_crops(crop, count))
 
 
-def warm_started(family: str, config: dict, run_dir: Path) -> tuple[torch.nn.Module, list[str]]:
-    """A ``family`` model warm-started from the mbt2018-mean checkpoint through Trainer.init_from."""
+def warm_started(family: str, config: dict, run_dir: Path, source: Path = CHECKPOINT) -> tuple[torch.nn.Module, list[str]]:
+    """A ``family`` model warm-started from an mbt2018-mean checkpoint (default the shipped run's) through Trainer.init_from."""
     from nicbeam.training.trainer import TrainConfig, Trainer
 
     trainer = Trainer(TrainConfig(family=family, model_config=config, crop=128), None, None, run_dir, log=lambda m: None)
-    copied = trainer.init_from(CHECKPOINT)
+    copied = trainer.init_from(source)
     return trainer.model, copied
 
 
@@ -101,14 +105,44 @@ def train_steps(rounds: int = 3) -> None:
     print("ratios to mbt2018-mean M=128: " + ", ".join(f"{f} M={m} {t / base:.2f}x" for (f, m), t in times.items()))
 
 
+def widened(m: int) -> None:
+    """The ``--widen`` report (module docstring)."""
+    from nicbeam.training.registry import build_model
+    from nicbeam.training.widen import widen_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = widen_checkpoint(CHECKPOINT, Path(tmp) / "widened.pt", m)
+        source_state, wide_state = (torch.load(p, map_location="cpu", weights_only=True) for p in (CHECKPOINT, target))
+        models = []
+        for state in (source_state, wide_state):
+            model = build_model("mbt2018-mean", **json.loads(state["train_config"])["model_config"]).eval()
+            model.load_state_dict(state["model"])
+            models.append(model)
+        x = calibration(4, 256)
+        for q in (2, 6, 10):
+            with torch.no_grad():
+                outs = [model(x, torch.full((4,), q - 1)) for model in models]
+            bpp = [float(sum(-torch.log2(v).sum() for v in o["likelihoods"].values())) / (4 * 256 * 256) for o in outs]
+            diff = float((outs[0]["x_hat"] - outs[1]["x_hat"]).abs().max())
+            print(f"quality {q}: M={models[0].M} {bpp[0]:.5f} bpp, M={m} widened {bpp[1]:.5f} bpp; max |x_hat difference| {diff:g}")
+        ckbd, copied = warm_started("ckbd-hyperprior", json.loads(wide_state["train_config"])["model_config"], Path(tmp) / "ckbd", target)
+        missing = sorted({k.rsplit(".", 1)[0] for k in ckbd.state_dict() if k not in copied})
+        print(f"ckbd-hyperprior M={m} --init-from the widened checkpoint: {len(copied)} of {len(models[1].state_dict())} "
+              f"mbt2018-mean tensors copied; not copied: {', '.join(missing)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quality", type=int, default=6)
     parser.add_argument("--wide", action="store_true", help="also N=64, M=192 (new layers random)")
     parser.add_argument("--train-step", action="store_true", help="time training steps instead (module docstring)")
+    parser.add_argument("--widen", type=int, default=0, metavar="M", help="check the widened warm start instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.widen:
+        widened(args.widen)
+        return 0
     if args.train_step:
         train_steps(args.rounds)
         return 0

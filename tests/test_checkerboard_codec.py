@@ -347,3 +347,34 @@ def test_gpu_encoded_stream_decodes_identically_on_cpu(tiny_weights):
     for stream, on_gpu, on_cpu in zip(streams, gpu.decode_batch(streams), cpu.decode_batch(streams)):
         np.testing.assert_array_equal(on_gpu, on_cpu)
         np.testing.assert_array_equal(cpu.decode(stream), on_cpu)
+
+
+def test_widened_checkpoint_computes_what_the_source_does_and_warm_starts_everything(tmp_path):
+    """nicbeam.training.widen: an mbt2018-mean checkpoint widened M=24 -> 32 reconstructs exactly what it did, at
+    almost the same rate; a ckbd-hyperprior with M=32 --init-from it copies every mbt2018-mean tensor."""
+    from nicbeam.training.trainer import TrainConfig, Trainer
+    from nicbeam.training.widen import widen_checkpoint
+
+    torch.manual_seed(4)
+    source = build_model("mbt2018-mean", **TINY).eval()
+    with torch.no_grad():
+        source.gain.mul_(20.0)  # latents of a few units, not ~0
+    checkpoint = tmp_path / "mbt.pt"
+    torch.save({"model": source.state_dict(), "train_config": json.dumps({"family": "mbt2018-mean", "model_config": TINY})},
+               checkpoint)
+    wide_path = widen_checkpoint(checkpoint, tmp_path / "wide.pt", 32)
+    wide_config = {**TINY, "M": 32}
+    wide = build_model("mbt2018-mean", **wide_config).eval()
+    wide.load_state_dict(torch.load(wide_path, weights_only=True)["model"])
+    x = torch.stack([_smooth_field(s, 64, 128) for s in range(2)])
+    for q in (0, 2):
+        with torch.no_grad():
+            a, b = source(x, torch.full((2,), q)), wide(x, torch.full((2,), q))
+        assert torch.equal(a["x_hat"], b["x_hat"])
+        bits = [float(sum(-torch.log2(v).sum() for v in o["likelihoods"].values())) for o in (a, b)]
+        assert abs(bits[1] - bits[0]) < 0.01 * bits[0] + 1, bits  # the 8 new latents cost (almost) nothing
+    target = Trainer(TrainConfig(family="ckbd-hyperprior", model_config=wide_config, steps=1, crop=64), None, None,
+                     tmp_path / "run", log=lambda m: None)
+    assert set(target.init_from(wide_path)) == set(wide.state_dict())
+    with pytest.raises(ValueError, match="narrow"):
+        widen_checkpoint(checkpoint, tmp_path / "narrow.pt", 16)
