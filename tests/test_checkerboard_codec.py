@@ -362,7 +362,9 @@ def test_widened_checkpoint_computes_what_the_source_does_and_warm_starts_everyt
     checkpoint = tmp_path / "mbt.pt"
     torch.save({"model": source.state_dict(), "train_config": json.dumps({"family": "mbt2018-mean", "model_config": TINY})},
                checkpoint)
-    wide_path = widen_checkpoint(checkpoint, tmp_path / "wide.pt", 32)
+    wide_path = widen_checkpoint(checkpoint, tmp_path / "wide" / "checkpoint.pt", 32)
+    lineage = json.loads((tmp_path / "wide" / "config.json").read_text())  # what a warm-started run's sidecar follows
+    assert lineage["model_config"]["M"] == 32 and lineage["data"]["init_from"] == str(checkpoint.resolve())
     wide_config = {**TINY, "M": 32}
     wide = build_model("mbt2018-mean", **wide_config).eval()
     wide.load_state_dict(torch.load(wide_path, weights_only=True)["model"])

@@ -17,7 +17,10 @@ The widened model reconstructs exactly what the source does and its rate differs
 the new latents; ``nicbeam train --family ckbd-hyperprior --init-from WIDENED --model-arg M=M'`` then copies every
 ``mbt2018-mean`` tensor. Usage::
 
-    python -m nicbeam.training.widen checkpoints/mbt-q10/checkpoint.pt /work/train-runs/mbt-m192.pt --M 192
+    python -m nicbeam.training.widen checkpoints/mbt-q10/checkpoint.pt /work/train-runs/mbt-m192/checkpoint.pt --M 192
+
+A target named ``checkpoint.pt`` also gets a ``config.json`` beside it (the source's, with M' and ``init_from`` =
+the source), so the sidecar of a run warm-started from it records the whole lineage (``warm_start_lineage``).
 """
 
 from __future__ import annotations
@@ -67,11 +70,15 @@ def widen_checkpoint(source: str | Path, target: str | Path, m_new: int) -> Path
     if config["family"] != "mbt2018-mean":
         raise ValueError(f"{source} is a {config['family']} checkpoint, not mbt2018-mean")
     config["model_config"] = {**config["model_config"], "M": m_new}
-    config.setdefault("data", {})["widened_from"] = str(source)
+    config["data"] = {**config.get("data", {}), "init_from": str(Path(source).resolve()), "widened_from_M": int(
+        state["model"]["g_a.6.weight"].shape[0])}
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": widen_state(state["model"], m_new), "train_config": json.dumps(config),
-                "step": state.get("step", 0), "family": "mbt2018-mean"}, target)
+                "step": state.get("step", 0), "elapsed_s": state.get("elapsed_s", 0.0),
+                **({"cpu_s": state["cpu_s"]} if "cpu_s" in state else {}), "family": "mbt2018-mean"}, target)
+    if target.name == "checkpoint.pt":
+        (target.parent / "config.json").write_text(json.dumps(config, indent=1))
     return target
 
 
