@@ -109,7 +109,7 @@ class CheckerboardHyperpriorCodec(LearnedCodec):
         return blobs
 
     def _decode_tile_latents(self, blob: bytes, hp: int, wp: int, quality_index: int) -> TileLatents:
-        ex, model = self.bundle.extras, self.model
+        ex = self.bundle.extras
         net: IntegerCheckerboard = ex["int_ckbd"]
         zh, zw = hp // 64, wp // 64
         dec = Decoder(blob)
