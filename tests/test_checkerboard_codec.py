@@ -22,15 +22,9 @@ from nicbeam.entropy.integer_net import scale_table  # noqa: E402
 from nicbeam.nn.checkerboard import CheckerboardHyperprior, anchor_mask  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402
 from nicbeam.training.registry import build_model  # noqa: E402
+from tests.learned_helpers import narrow_tables, smooth_image  # noqa: E402
 
 TINY = {"N": 16, "M": 24, "lambdas": [0.003, 0.03, 0.3]}
-
-
-def _smooth_image(seed: int, h: int, w: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([(xx * (1 + c) + yy * (3 - c)) % 256 for c in range(3)], axis=-1).astype(np.float64)
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
 def _smooth_field(seed: int, h: int, w: int) -> torch.Tensor:
@@ -56,19 +50,14 @@ def tiny_weights(tmp_path_factory):
     return path
 
 
-@pytest.fixture(autouse=True)
-def threads():
-    """One intra-op thread unless a test asks for more (CI has 2 cores shared with other work)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch.set_num_threads
-    torch.set_num_threads(before)
+#: one torch intra-op thread unless a test asks for more (CI has 2 cores shared with other work)
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (37, 53), (70, 90)])
 def test_round_trip_real_bytes_odd_sizes(tiny_weights, h, w):
     codec = CheckerboardHyperpriorCodec(weights=tiny_weights, device="cpu", quality=2, tile=64)
-    image = _smooth_image(h + w, h, w)
+    image = smooth_image(h + w, h, w)
     stream = codec.encode(image)
     header, payload = container.unpack(stream)
     assert header.codec == "ckbd-hyperprior" and header.model_digest == codec.model_digest and len(payload) > 5
@@ -88,7 +77,7 @@ def test_round_trip_real_bytes_odd_sizes(tiny_weights, h, w):
         np.testing.assert_array_equal(x_hat[0].permute(1, 2, 0).numpy()[:h, :w], decoded)
 
 
-def test_entropy_parameters_exact_across_threads_and_batch(tiny_weights, threads):
+def test_entropy_parameters_exact_across_threads_and_batch(tiny_weights, torch_threads):
     codec = CheckerboardHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3, tile=64)
     net = codec.bundle.extras["int_ckbd"]
     gen = torch.Generator().manual_seed(1)
@@ -102,10 +91,10 @@ def test_entropy_parameters_exact_across_threads_and_batch(tiny_weights, threads
         means_a, idx_a = net.anchor_parameters(h, anchors)
         return (means_a, idx_a, *net.non_anchor_parameters(h, anchors, y_hat_fixed_point(sym, means_a)))
 
-    threads(1)
+    torch_threads(1)
     reference = both_passes(z, symbols)
     singles = [both_passes(z[i : i + 1], symbols[i : i + 1]) for i in range(6)]
-    threads(2)
+    torch_threads(2)
     for got in (both_passes(z, symbols), tuple(torch.cat(p) for p in zip(*singles))):
         for a, b in zip(reference, got):
             assert torch.equal(a, b)
@@ -123,11 +112,11 @@ def test_entropy_parameters_exact_across_threads_and_batch(tiny_weights, threads
     assert not torch.equal(shifted[0], means_n)
 
     # whole streams: 1 thread one by one == 2 threads in a batch; decoded images equal
-    images = [_smooth_image(s, 64, 64) for s in range(6)] + [_smooth_image(9, 70, 90)]
-    threads(1)
+    images = [smooth_image(s, 64, 64) for s in range(6)] + [smooth_image(9, 70, 90)]
+    torch_threads(1)
     streams_1 = [codec.encode(im) for im in images]
     reference_images = [codec.decode(s) for s in streams_1]
-    threads(2)
+    torch_threads(2)
     assert codec.encode_batch(images) == streams_1
     for ref, batched in zip(reference_images, codec.decode_batch(streams_1)):
         np.testing.assert_array_equal(ref, batched)
@@ -203,7 +192,7 @@ def test_context_lowers_the_non_anchor_rate(tmp_path):
 
 def test_tampered_and_truncated_streams_raise_bitstream_errors(tiny_weights):
     codec = CheckerboardHyperpriorCodec(weights=tiny_weights, device="cpu", quality=2, tile=64)
-    image = _smooth_image(5, 50, 90)  # 1 x 2 tiles
+    image = smooth_image(5, 50, 90)  # 1 x 2 tiles
     stream = codec.encode(image)
     rng = np.random.default_rng(0)
     for n in (0, 10, len(stream) // 2, len(stream) - 1):
@@ -240,13 +229,13 @@ def test_missing_weights_is_a_clear_codec_error(tmp_path, monkeypatch):
     codec = get_codec("ckbd-hyperprior", quality=3)
     assert isinstance(codec, CheckerboardHyperpriorCodec)
     with pytest.raises(CodecError, match=r"ckbd-hyperprior\.safetensors not found.*nicbeam train"):
-        codec.encode(_smooth_image(0, 16, 16))
+        codec.encode(smooth_image(0, 16, 16))
 
 
 def test_refined_streams_decode_with_the_encoders_latents(tiny_weights):
     """refine=N changes only the encoder: the stream is coded with the exact parameters of the refined latents."""
     codec = CheckerboardHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3, refine=4)
-    image = _smooth_image(11, 48, 80)
+    image = smooth_image(11, 48, 80)
     stream, latents = codec.encode_with_latents(image)
     assert container.parse_header(stream).params["refine"] == 4
     decoded = codec.decode_latents(stream)
@@ -288,7 +277,7 @@ def test_cli_train_smoke_and_export(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(3):
-        Image.fromarray(_smooth_image(i, 72, 80)).save(folder / (f"val_{i}.png" if i == 2 else f"train_{i}.png"))
+        Image.fromarray(smooth_image(i, 72, 80)).save(folder / (f"val_{i}.png" if i == 2 else f"train_{i}.png"))
     run = tmp_path / "run"
     args = ["train", "--run-dir", str(run), "--family", "ckbd-hyperprior", "--data", str(folder), "--val-glob", "val_*",
             "--lambdas", "0.003,0.03,0.3", "--steps", "3", "--batch", "2", "--crop", "64", "--log-every", "1",
@@ -301,20 +290,8 @@ def test_cli_train_smoke_and_export(tmp_path):
     assert sidecar["family"] == "ckbd-hyperprior" and sidecar["config"] == TINY and sidecar["recipe"]["steps_done"] == 3
     codec = CheckerboardHyperpriorCodec(weights=tmp_path / "w" / "tiny-cli.safetensors", device="cpu", quality=3)
     assert codec.model_digest.hex() == sidecar["sha256"]
-    image = _smooth_image(4, 40, 50)
+    image = smooth_image(4, 40, 50)
     assert codec.decode(codec.encode(image)).shape == image.shape
-
-
-def _narrow_tables(tables, keep: int, first: int):
-    """A table set coding only the values first..first+keep-1 per row, everything else through the escape path."""
-    from nicbeam.entropy.coder import TableSet
-    from nicbeam.entropy.tables import PMF_TOTAL
-
-    rows = len(tables)
-    pmf = np.zeros((rows, keep + 1), dtype=np.int64)
-    pmf[:, :keep] = PMF_TOTAL // (2 * keep)
-    pmf[:, keep] = PMF_TOTAL - pmf[:, :keep].sum(axis=1)
-    return TableSet(pmf, np.full(rows, keep + 1), np.full(rows, first, dtype=np.int64))
 
 
 @pytest.mark.parametrize("key", ["z_tables", "g_tables"])
@@ -322,12 +299,12 @@ def test_escaped_latents_decode_exactly(tiny_weights, key):
     """With tables so narrow that most z or y symbols escape (0 among them), the stream decodes to the very
     latents the full tables give: escaped anchors are read before they become the non-anchors' context."""
     codec = CheckerboardHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3)
-    image = _smooth_image(7, 64, 128)
+    image = smooth_image(7, 64, 128)
     reference = codec.decode_latents(codec.encode(image))
     extras = codec.bundle.extras
     saved = extras[key]
     try:
-        extras[key] = _narrow_tables(saved, keep=2, first=1)
+        extras[key] = narrow_tables(saved, keep=2, first=1)
         got = codec.decode_latents(codec.encode(image))
     finally:
         extras[key] = saved
@@ -342,7 +319,7 @@ def test_gpu_encoded_stream_decodes_identically_on_cpu(tiny_weights):
     singly and in a batch (entropy parameters never come from device float math)."""
     gpu = CheckerboardHyperpriorCodec(weights=tiny_weights, device="cuda", quality=3)
     cpu = CheckerboardHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3)
-    images = [_smooth_image(s, 96, 128) for s in range(4)]
+    images = [smooth_image(s, 96, 128) for s in range(4)]
     streams = gpu.encode_batch(images)
     for stream, on_gpu, on_cpu in zip(streams, gpu.decode_batch(streams), cpu.decode_batch(streams)):
         np.testing.assert_array_equal(on_gpu, on_cpu)

@@ -21,15 +21,9 @@ from nicbeam.codecs.learned.weights import weights_dir  # noqa: E402
 from nicbeam.codecs.registry import get_codec  # noqa: E402
 from nicbeam.nn.models import FactorizedPrior, MeanScaleHyperprior  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402
+from tests.learned_helpers import narrow_tables, smooth_image  # noqa: E402
 
 CODECS = {"factorized": FactorizedCodec, "factorized-pq": FactorizedCodec, "hyperprior": MeanScaleHyperpriorCodec}
-
-
-def _smooth_image(seed: int, h: int, w: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([(xx * (1 + c) + yy * (3 - c)) % 256 for c in range(3)], axis=-1).astype(np.float64)
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,7 @@ def threads():
 @pytest.mark.parametrize("kind", ["factorized", "factorized-pq", "hyperprior"])
 def test_round_trip_real_bytes_any_size(tiny_weights, kind):
     codec = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=5)
-    image = _smooth_image(1, 37, 70)  # not a multiple of 16 / 64: padded and cropped
+    image = smooth_image(1, 37, 70)  # not a multiple of 16 / 64: padded and cropped
     stream = codec.encode(image)
     header, payload = container.unpack(stream)
     assert header.codec == codec.name and header.model_digest == codec.model_digest and len(codec.model_digest) == 32
@@ -77,7 +71,7 @@ def test_round_trip_real_bytes_any_size(tiny_weights, kind):
 @pytest.mark.parametrize("kind", ["factorized", "factorized-pq", "hyperprior"])
 def test_decode_independent_of_threads_and_batch(tiny_weights, threads, kind):
     codec = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=6, tile=64)
-    images = [_smooth_image(s, 64, 64) for s in range(8)]
+    images = [smooth_image(s, 64, 64) for s in range(8)]
     threads(1)
     streams_1 = [codec.encode(im) for im in images]
     reference = [codec.decode(s) for s in streams_1]
@@ -109,7 +103,7 @@ def test_integer_hyper_synthesis_is_exact(tiny_weights, threads):
 
 def test_tiles_are_coded_independently(tiny_weights):
     codec = FactorizedCodec(weights=tiny_weights["factorized"], device="cpu", tile=64)
-    image = _smooth_image(3, 100, 150)  # 2 x 3 tiles, the last row/column partial
+    image = smooth_image(3, 100, 150)  # 2 x 3 tiles, the last row/column partial
     assert len(codec.tiles(100, 150)) == 6
     decoded = codec.decode(codec.encode(image))
     assert decoded.shape == image.shape
@@ -122,7 +116,7 @@ def test_tiles_are_coded_independently(tiny_weights):
 
 def test_tampered_digest_raises_model_mismatch(tiny_weights):
     codec = FactorizedCodec(weights=tiny_weights["factorized"], device="cpu")
-    stream = codec.encode(_smooth_image(4, 32, 32))
+    stream = codec.encode(smooth_image(4, 32, 32))
     header, payload = container.unpack(stream)
     forged = bytes([header.model_digest[0] ^ 1]) + header.model_digest[1:]
     tampered = container.pack(dataclasses.replace(header, model_digest=forged), payload)
@@ -137,7 +131,7 @@ def test_tampered_digest_raises_model_mismatch(tiny_weights):
 
 def test_corrupt_payload_is_a_payload_error(tiny_weights):
     codec = FactorizedCodec(weights=tiny_weights["factorized"], device="cpu")
-    header, payload = container.unpack(codec.encode(_smooth_image(5, 32, 32)))
+    header, payload = container.unpack(codec.encode(smooth_image(5, 32, 32)))
     with pytest.raises(PayloadError):
         codec.decode(container.pack(header, payload[:-3]))
 
@@ -146,7 +140,7 @@ def test_corrupt_payload_is_a_payload_error(tiny_weights):
 def test_shipped_weights_round_trip(name):
     if not (weights_dir() / f"{name}.safetensors").exists():
         pytest.skip(f"no shipped weights for {name}")
-    image = _smooth_image(6, 64, 96)
+    image = smooth_image(6, 64, 96)
     results = []
     for quality in (1, 8):
         codec = get_codec(name, quality=quality, device="cpu")
@@ -163,7 +157,7 @@ def test_shipped_weights_round_trip(name):
 @pytest.mark.skipif(not (weights_dir() / "bmshj2017-factorized.safetensors").exists(), reason="no shipped weights")
 def test_shipped_weights_decode_identical_across_threads_and_batch(threads):
     codec = FactorizedCodec(device="cpu", quality=6)  # the shipped weights
-    images = [_smooth_image(s, 96, 128) for s in range(3)]
+    images = [smooth_image(s, 96, 128) for s in range(3)]
     threads(1)
     streams = [codec.encode(im) for im in images]
     reference = [codec.decode(s) for s in streams]
@@ -173,30 +167,18 @@ def test_shipped_weights_decode_identical_across_threads_and_batch(threads):
         np.testing.assert_array_equal(ref, out)
 
 
-def _narrow_tables(tables, keep: int, first: int):
-    """A table set coding only the values first..first+keep-1 per row, everything else through the escape path."""
-    from nicbeam.entropy.coder import TableSet
-    from nicbeam.entropy.tables import PMF_TOTAL
-
-    rows = len(tables)
-    pmf = np.zeros((rows, keep + 1), dtype=np.int64)
-    pmf[:, :keep] = PMF_TOTAL // (2 * keep)
-    pmf[:, keep] = PMF_TOTAL - pmf[:, :keep].sum(axis=1)
-    return TableSet(pmf, np.full(rows, keep + 1), np.full(rows, first, dtype=np.int64))
-
-
 @pytest.mark.parametrize("kind", ["factorized", "factorized-pq", "hyperprior"])
 def test_escaped_latents_decode_exactly(tiny_weights, kind):
     """Regression (hyperprior z escapes were stacked before being filled in): with tables so narrow that
     most latents escape (0 among them), the stream must decode to the very image the full tables give."""
     codec = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=8)
-    image = _smooth_image(7, 64, 128)
+    image = smooth_image(7, 64, 128)
     reference = codec.decode(codec.encode(image))
     extras = codec.bundle.extras
     key = "z_tables" if kind == "hyperprior" else "y_tables"
     saved = extras[key]
     try:
-        extras[key] = _narrow_tables(saved, keep=2, first=1)
+        extras[key] = narrow_tables(saved, keep=2, first=1)
         stream = codec.encode(image)
         np.testing.assert_array_equal(codec.decode(stream), reference)
     finally:
@@ -235,7 +217,7 @@ def test_gpu_encoded_stream_decodes_identically_on_cpu(tiny_weights, kind):
     singly and in a batch (entropy parameters never come from device float math)."""
     gpu = CODECS[kind](weights=tiny_weights[kind], device="cuda", quality=6)
     cpu = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=6)
-    images = [_smooth_image(s, 96, 128) for s in range(4)]
+    images = [smooth_image(s, 96, 128) for s in range(4)]
     streams = gpu.encode_batch(images)
     for stream, on_gpu, on_cpu in zip(streams, gpu.decode_batch(streams), cpu.decode_batch(streams)):
         np.testing.assert_array_equal(on_gpu, on_cpu)
@@ -247,7 +229,7 @@ def test_fast_precision_decodes_the_same_stream_within_one_level(tiny_weights, k
     """precision="fast" (float32 synthesis) reads the same stream; pixels differ from "exact" by <= 1 level."""
     exact = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=5)
     fast = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=5, precision="fast")
-    image = _smooth_image(8, 64, 96)
+    image = smooth_image(8, 64, 96)
     stream = exact.encode(image)
     assert fast.encode(image) == stream  # precision is a decode option, never part of the stream
     diff = np.abs(fast.decode(stream).astype(int) - exact.decode(stream).astype(int))
@@ -264,7 +246,7 @@ def test_forged_payloads_raise_payload_errors_or_decode_to_the_declared_size(tin
     from nicbeam.codecs.errors import BitstreamError
 
     codec = CODECS[kind](weights=tiny_weights[kind], device="cpu", quality=5, tile=64)
-    image = _smooth_image(11, 70, 90)  # 2 x 2 tiles
+    image = smooth_image(11, 70, 90)  # 2 x 2 tiles
     header, payload = container.unpack(codec.encode(image))
     rng = np.random.default_rng(0)
     forged = [payload[:n] for n in (0, 1, 2, 5, len(payload) // 2, len(payload) - 1)]

@@ -19,17 +19,11 @@ from nicbeam.codecs.learned.transformer.model import TransformerHyperprior  # no
 from nicbeam.codecs.registry import get_codec  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402
 from nicbeam.training.registry import build_model  # noqa: E402
+from tests.learned_helpers import smooth_image  # noqa: E402
 
 #: tiny model: window 6 does not divide the /4 and /8 maps of 64-pixel tiles (16 and 8), so the padding
 #: masks are exercised by the codec too
 TINY = {"N": 16, "M": 24, "lambdas": [0.003, 0.03, 0.3], "window": 6, "heads": 2, "depth": 2}
-
-
-def _smooth_image(seed: int, h: int, w: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([(xx * (1 + c) + yy * (3 - c)) % 256 for c in range(3)], axis=-1).astype(np.float64)
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
 def _randomise_mixtures(model: TransformerHyperprior, seed: int) -> None:
@@ -51,13 +45,8 @@ def tiny_weights(tmp_path_factory):
     return path
 
 
-@pytest.fixture(autouse=True)
-def threads():
-    """One intra-op thread unless a test asks for more (CI has 2 cores shared with other work)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch.set_num_threads
-    torch.set_num_threads(before)
+#: one torch intra-op thread unless a test asks for more (CI has 2 cores shared with other work)
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 def _reference_attention(block: SwinBlock, grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -126,7 +115,7 @@ def test_family_config_and_warm_start_from_mbt2018_mean(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(2):
-        Image.fromarray(_smooth_image(i, 80, 96)).save(folder / f"train_{i}.png")
+        Image.fromarray(smooth_image(i, 80, 96)).save(folder / f"train_{i}.png")
     data = {"folder": str(folder), "train_glob": ["*"], "val_glob": []}
     train = ImageCache(list_images(folder, ["*"]))
     mbt_config = {k: TINY[k] for k in ("N", "M", "lambdas")}
@@ -153,7 +142,7 @@ def test_family_config_and_warm_start_from_mbt2018_mean(tmp_path):
 @pytest.mark.parametrize("h,w", [(1, 1), (37, 53), (70, 90)])
 def test_round_trip_real_bytes_odd_sizes(tiny_weights, h, w):
     codec = TransformerHyperpriorCodec(weights=tiny_weights, device="cpu", quality=2, tile=64)
-    image = _smooth_image(h + w, h, w)
+    image = smooth_image(h + w, h, w)
     stream = codec.encode(image)
     header, payload = container.unpack(stream)
     assert header.codec == "tcm-hyperprior" and header.model_digest == codec.model_digest and len(payload) > 5
@@ -170,13 +159,13 @@ def test_round_trip_real_bytes_odd_sizes(tiny_weights, h, w):
         assert refined.decode(refined.encode(image)).shape == image.shape
 
 
-def test_decode_identical_across_threads_and_batch(tiny_weights, threads):
+def test_decode_identical_across_threads_and_batch(tiny_weights, torch_threads):
     codec = TransformerHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3, tile=64)
-    images = [_smooth_image(s, 64, 64) for s in range(6)] + [_smooth_image(9, 70, 90)]
-    threads(1)
+    images = [smooth_image(s, 64, 64) for s in range(6)] + [smooth_image(9, 70, 90)]
+    torch_threads(1)
     streams_1 = [codec.encode(im) for im in images]
     reference = [codec.decode(s) for s in streams_1]
-    threads(2)
+    torch_threads(2)
     assert codec.encode_batch(images) == streams_1
     for ref, batched, single in zip(reference, codec.decode_batch(streams_1), [codec.decode(s) for s in streams_1]):
         np.testing.assert_array_equal(ref, batched)
@@ -188,7 +177,7 @@ def test_gpu_encoded_stream_decodes_identically_on_cpu(tiny_weights):
     """Where a GPU is present: streams made on the GPU decode to the same images on the GPU and the CPU."""
     gpu = TransformerHyperpriorCodec(weights=tiny_weights, device="cuda", quality=3, tile=64)
     cpu = TransformerHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3, tile=64)
-    images = [_smooth_image(s, 70, 90) for s in range(3)]
+    images = [smooth_image(s, 70, 90) for s in range(3)]
     streams = gpu.encode_batch(images)
     for stream, on_gpu, on_cpu in zip(streams, gpu.decode_batch(streams), cpu.decode_batch(streams)):
         np.testing.assert_array_equal(on_gpu, on_cpu)
@@ -197,7 +186,7 @@ def test_gpu_encoded_stream_decodes_identically_on_cpu(tiny_weights):
 
 def test_tampered_and_truncated_streams_raise_bitstream_errors(tiny_weights):
     codec = TransformerHyperpriorCodec(weights=tiny_weights, device="cpu", quality=2, tile=64)
-    image = _smooth_image(5, 50, 90)  # 1 x 2 tiles
+    image = smooth_image(5, 50, 90)  # 1 x 2 tiles
     stream = codec.encode(image)
     rng = np.random.default_rng(0)
     for n in (0, 10, len(stream) // 2, len(stream) - 1):  # cut anywhere: the container refuses it
@@ -231,7 +220,7 @@ def test_missing_weights_is_a_clear_codec_error(tmp_path, monkeypatch):
     codec = get_codec("tcm-hyperprior", quality=3)
     assert isinstance(codec, TransformerHyperpriorCodec)
     with pytest.raises(CodecError, match=r"tcm-hyperprior\.safetensors not found.*nicbeam train"):
-        codec.encode(_smooth_image(0, 16, 16))
+        codec.encode(smooth_image(0, 16, 16))
 
 
 def test_cli_train_smoke_and_export(tmp_path):
@@ -244,7 +233,7 @@ def test_cli_train_smoke_and_export(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(3):
-        Image.fromarray(_smooth_image(i, 72, 80)).save(folder / (f"val_{i}.png" if i == 2 else f"train_{i}.png"))
+        Image.fromarray(smooth_image(i, 72, 80)).save(folder / (f"val_{i}.png" if i == 2 else f"train_{i}.png"))
     run = tmp_path / "run"
     args = ["train", "--run-dir", str(run), "--family", "tcm-hyperprior", "--data", str(folder), "--val-glob", "val_*",
             "--lambdas", "0.003,0.03,0.3", "--steps", "3", "--batch", "2", "--crop", "64", "--log-every", "1",
@@ -258,5 +247,5 @@ def test_cli_train_smoke_and_export(tmp_path):
     assert sidecar["family"] == "tcm-hyperprior" and sidecar["config"] == TINY and sidecar["recipe"]["steps_done"] == 3
     codec = TransformerHyperpriorCodec(weights=tmp_path / "w" / "tiny-cli.safetensors", device="cpu", quality=3)
     assert codec.model_digest.hex() == sidecar["sha256"]
-    image = _smooth_image(4, 40, 50)
+    image = smooth_image(4, 40, 50)
     assert codec.decode(codec.encode(image)).shape == image.shape
