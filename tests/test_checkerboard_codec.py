@@ -14,10 +14,11 @@ Image = pytest.importorskip("PIL.Image")
 
 from nicbeam.codecs import container  # noqa: E402
 from nicbeam.codecs.errors import BitstreamError, CodecError  # noqa: E402
-from nicbeam.codecs.learned.checkerboard import CheckerboardHyperpriorCodec, encode_grouped  # noqa: E402
+from nicbeam.codecs.learned.checkerboard import CheckerboardHyperpriorCodec  # noqa: E402
 from nicbeam.codecs.registry import get_codec  # noqa: E402
 from nicbeam.entropy.checkerboard_net import y_hat_fixed_point  # noqa: E402
 from nicbeam.entropy.coder import Encoder  # noqa: E402
+from nicbeam.entropy.grouped import encode_grouped  # noqa: E402
 from nicbeam.entropy.integer_net import scale_table  # noqa: E402
 from nicbeam.nn.checkerboard import CheckerboardHyperprior, anchor_mask  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402

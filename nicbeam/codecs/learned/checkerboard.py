@@ -23,37 +23,10 @@ from nicbeam.codecs.learned.base import LearnedCodec
 from nicbeam.codecs.learned.latents import TileLatents
 from nicbeam.entropy.checkerboard_net import IntegerCheckerboard, y_hat_fixed_point
 from nicbeam.entropy.coder import Decoder, Encoder, TableSet
+from nicbeam.entropy.grouped import decode_grouped, encode_grouped
 from nicbeam.entropy.integer_net import scale_table
 from nicbeam.nn.checkerboard import anchor_mask
 from nicbeam.nn.entropy_models import gaussian_likelihood
-
-
-def encode_grouped(enc: Encoder, symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> None:
-    """Code ``symbols`` (1-D) each with the table of its scale index, grouped by index, then their escapes."""
-    order = np.argsort(indices, kind="stable")
-    counts = np.bincount(indices, minlength=len(tables))
-    pos = 0
-    for j, n in enumerate(counts):
-        if n:
-            enc.encode(symbols[order[pos : pos + n]], tables, j)
-            pos += n
-    enc.flush_escapes()
-
-
-def decode_grouped(dec: Decoder, indices: np.ndarray, tables: TableSet) -> np.ndarray:
-    """Inverse of :func:`encode_grouped`: the symbols (1-D int64) for these scale indices."""
-    order = np.argsort(indices, kind="stable")
-    counts = np.bincount(indices, minlength=len(tables))
-    out = np.empty(indices.size, dtype=np.int64)
-    pos, parts = 0, []
-    for j, n in enumerate(counts):
-        if n:
-            parts.append((order[pos : pos + n], dec.decode(int(n), tables, j)))
-            pos += n
-    dec.flush_escapes()  # fills escaped values into the arrays of `parts`: copy only after it
-    for where, values in parts:
-        out[where] = values
-    return out
 
 
 class CheckerboardHyperpriorCodec(LearnedCodec):

@@ -15,6 +15,7 @@ import torch
 from nicbeam.codecs.learned.base import LearnedCodec
 from nicbeam.codecs.learned.latents import TileLatents
 from nicbeam.entropy.coder import Decoder, Encoder, TableSet
+from nicbeam.entropy.grouped import decode_grouped, encode_grouped
 from nicbeam.entropy.integer_net import IntegerHyperSynthesis, scale_table
 from nicbeam.nn.entropy_models import gaussian_likelihood
 
@@ -53,14 +54,7 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
             for c in range(zs.shape[1]):
                 enc.encode(zs[b, c].ravel(), ex["z_tables"], c)
             enc.flush_escapes()
-            flat_sym, flat_idx = sym[b].ravel(), idx[b].ravel()
-            order = np.argsort(flat_idx, kind="stable")
-            counts = np.bincount(flat_idx, minlength=len(ex["g_tables"]))
-            pos = 0
-            for j, n in enumerate(counts):
-                if n:
-                    enc.encode(flat_sym[order[pos : pos + n]], ex["g_tables"], j)
-                    pos += n
+            encode_grouped(enc, sym[b].ravel(), idx[b].ravel(), ex["g_tables"])
             blobs.append(enc.finish())
             if latents_out is not None:  # y_hat computed as the decoder computes it: symbols + means in float32
                 y_hat = torch.from_numpy(sym[b].astype(np.float32)) + means[b]
@@ -76,18 +70,6 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
         z = np.stack(z_rows)
         z = torch.from_numpy(z.reshape(1, -1, zh, zw).astype(np.float64))
         means, idx = ex["int_hs"].entropy_parameters(z, model.M)
-        flat_idx = idx[0].numpy().ravel()
-        order = np.argsort(flat_idx, kind="stable")
-        counts = np.bincount(flat_idx, minlength=len(ex["g_tables"]))
-        flat_sym = np.empty(flat_idx.size, dtype=np.int64)
-        pos, parts = 0, []
-        for j, n in enumerate(counts):
-            if n:
-                parts.append((order[pos : pos + n], dec.decode(int(n), ex["g_tables"], j)))
-                pos += n
-        dec.flush_escapes()  # fills escaped values in the arrays of `parts`
-        for where, values in parts:
-            flat_sym[where] = values
-        symbols = flat_sym.reshape(means.shape[1:])
+        symbols = decode_grouped(dec, idx[0].numpy().ravel(), ex["g_tables"]).reshape(means.shape[1:])
         y_hat = torch.from_numpy(symbols.astype(np.float32)) + means[0]
         return TileLatents(y_hat.numpy(), symbols, z[0].numpy().astype(np.int64))
