@@ -21,15 +21,14 @@ Coding runs an integer version of ``h_s``, ``context`` and ``entropy_parameters`
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nicbeam.nn.entropy_models import gaussian_likelihood
 from nicbeam.nn.layers import ste_round
-from nicbeam.nn.models import DEFAULT_LAMBDAS, MeanScaleHyperprior, full_precision
+from nicbeam.nn.models import DEFAULT_LAMBDAS, MeanScaleHyperprior
 
 
 def anchor_mask(height: int, width: int, device=None) -> torch.Tensor:
@@ -101,21 +100,10 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
         means, log_scales = params.chunk(2, dim=1)
         return means, log_scales, anchors
 
-    def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> dict[str, Any]:
-        y = self.analysis(x, quality)
-        with full_precision(y):
-            z = self.h_a(y)
-            z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
-            z_lik = self.entropy_bottleneck.likelihood(z_noisy)
-            means, log_scales, _ = self.checkerboard_parameters(y, self.h_s(ste_round(z)))
-            if self.training:
-                y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-            else:
-                y_noisy = torch.round(y - means) + means
-            y_lik = gaussian_likelihood(y_noisy, torch.exp(log_scales), means)
-            y_hat = ste_round(y - means) + means
-        x_hat = self.synthesis(y_hat, quality)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
+    def latent_parameters(self, y: torch.Tensor, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, log-scales) from the two checkerboard passes, for the mean-scale hyperprior's training forward."""
+        means, log_scales, _ = self.checkerboard_parameters(y, hyper)
+        return means, log_scales
 
     @torch.no_grad()
     def coding_tensors(self, calibration: torch.Tensor) -> dict[str, torch.Tensor]:

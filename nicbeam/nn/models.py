@@ -201,15 +201,20 @@ class MeanScaleHyperprior(_GainMixin, LearnedModel):
         self.entropy_bottleneck = EntropyBottleneck(N)
         self._init_gains(M)
 
+    def latent_parameters(self, y: torch.Tensor, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, log-scales) of the latents ``y`` given ``hyper = h_s(z)``: here h_s predicts them directly
+        (a context model overrides this to use ``y`` too)."""
+        means, log_scales = hyper.chunk(2, dim=1)
+        return means, log_scales
+
     def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> dict[str, Any]:
         y = self.analysis(x, quality)
         with full_precision(y):
             z = self.h_a(y)
             z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
             z_lik = self.entropy_bottleneck.likelihood(z_noisy)
-            params = self.h_s(ste_round(z))
-            means, scales = params.chunk(2, dim=1)
-            scales = torch.exp(scales)  # h_s predicts log-scales; the integer version indexes a log-spaced table
+            means, log_scales = self.latent_parameters(y, self.h_s(ste_round(z)))
+            scales = torch.exp(log_scales)  # h_s predicts log-scales; the integer version indexes a log-spaced table
             if self.training:
                 y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
             else:
