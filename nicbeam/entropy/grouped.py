@@ -1,11 +1,26 @@
-"""Symbols coded grouped by scale index (index 0 first, each group in the given order), then their escapes:
-the latent layout shared by the mean-scale hyperprior codecs (``mbt2018-mean``, ``ckbd-hyperprior``)."""
+"""Latent layouts shared by the mean-scale hyperprior codecs (``mbt2018-mean``, ``ckbd-hyperprior``): z channel
+after channel with one table row each, y grouped by scale index (index 0 first, each group in the given order);
+each block followed by its escapes."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from nicbeam.entropy.coder import Decoder, Encoder, TableSet
+
+
+def encode_per_channel(enc: Encoder, values: np.ndarray, tables: TableSet) -> None:
+    """Code channel ``c`` of ``values`` (C, ...) with table row ``c``, channel after channel, then their escapes."""
+    for c in range(values.shape[0]):
+        enc.encode(values[c].ravel(), tables, c)
+    enc.flush_escapes()
+
+
+def decode_per_channel(dec: Decoder, count: int, tables: TableSet) -> np.ndarray:
+    """Inverse of :func:`encode_per_channel`: (len(tables), count) int64, ``count`` values per channel."""
+    rows = [dec.decode(count, tables, c) for c in range(len(tables))]
+    dec.flush_escapes()  # fills escaped values into the rows in place: stack only after it
+    return np.stack(rows)
 
 
 def encode_grouped(enc: Encoder, symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> None:

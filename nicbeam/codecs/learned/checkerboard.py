@@ -23,7 +23,7 @@ from nicbeam.codecs.learned.base import LearnedCodec
 from nicbeam.codecs.learned.latents import TileLatents
 from nicbeam.entropy.checkerboard_net import IntegerCheckerboard, y_hat_fixed_point
 from nicbeam.entropy.coder import Decoder, Encoder, TableSet
-from nicbeam.entropy.grouped import decode_grouped, encode_grouped
+from nicbeam.entropy.grouped import decode_grouped, decode_per_channel, encode_grouped, encode_per_channel
 from nicbeam.entropy.integer_net import scale_table
 from nicbeam.nn.checkerboard import anchor_mask
 from nicbeam.nn.entropy_models import gaussian_likelihood
@@ -71,9 +71,7 @@ class CheckerboardHyperpriorCodec(LearnedCodec):
         blobs = []
         for b in range(x.shape[0]):
             enc = Encoder()
-            for c in range(zs.shape[1]):
-                enc.encode(zs[b, c].ravel(), ex["z_tables"], c)
-            enc.flush_escapes()
+            encode_per_channel(enc, zs[b], ex["z_tables"])
             encode_grouped(enc, sym_a[b].numpy().ravel(), idx_a[b].numpy().ravel(), ex["g_tables"])
             encode_grouped(enc, sym_n[b].numpy().ravel(), idx_n[b].numpy().ravel(), ex["g_tables"])
             blobs.append(enc.finish())
@@ -86,9 +84,7 @@ class CheckerboardHyperpriorCodec(LearnedCodec):
         net: IntegerCheckerboard = ex["int_ckbd"]
         zh, zw = hp // 64, wp // 64
         dec = Decoder(blob)
-        z_rows = [dec.decode(zh * zw, ex["z_tables"], c) for c in range(len(ex["z_tables"]))]
-        dec.flush_escapes()  # fills escaped values into z_rows in place: stack only after it
-        z = np.stack(z_rows).reshape(1, -1, zh, zw)
+        z = decode_per_channel(dec, zh * zw, ex["z_tables"]).reshape(1, -1, zh, zw)
         h = net.hyper(torch.from_numpy(z.astype(np.float64)))
         anchors = anchor_mask(hp // 16, wp // 16)[0, 0]
         means_a, idx_a = net.anchor_parameters(h, anchors)

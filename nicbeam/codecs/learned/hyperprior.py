@@ -15,7 +15,7 @@ import torch
 from nicbeam.codecs.learned.base import LearnedCodec
 from nicbeam.codecs.learned.latents import TileLatents
 from nicbeam.entropy.coder import Decoder, Encoder, TableSet
-from nicbeam.entropy.grouped import decode_grouped, encode_grouped
+from nicbeam.entropy.grouped import decode_grouped, decode_per_channel, encode_grouped, encode_per_channel
 from nicbeam.entropy.integer_net import IntegerHyperSynthesis, scale_table
 from nicbeam.nn.entropy_models import gaussian_likelihood
 
@@ -51,9 +51,7 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
         blobs = []
         for b in range(x.shape[0]):
             enc = Encoder()
-            for c in range(zs.shape[1]):
-                enc.encode(zs[b, c].ravel(), ex["z_tables"], c)
-            enc.flush_escapes()
+            encode_per_channel(enc, zs[b], ex["z_tables"])
             encode_grouped(enc, sym[b].ravel(), idx[b].ravel(), ex["g_tables"])
             blobs.append(enc.finish())
             if latents_out is not None:  # y_hat computed as the decoder computes it: symbols + means in float32
@@ -65,9 +63,7 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
         ex, model = self.bundle.extras, self.model
         zh, zw = hp // 64, wp // 64
         dec = Decoder(blob)
-        z_rows = [dec.decode(zh * zw, ex["z_tables"], c) for c in range(len(ex["z_tables"]))]
-        dec.flush_escapes()  # fills escaped values into z_rows in place: stack only after it
-        z = np.stack(z_rows)
+        z = decode_per_channel(dec, zh * zw, ex["z_tables"])
         z = torch.from_numpy(z.reshape(1, -1, zh, zw).astype(np.float64))
         means, idx = ex["int_hs"].entropy_parameters(z, model.M)
         symbols = decode_grouped(dec, idx[0].numpy().ravel(), ex["g_tables"]).reshape(means.shape[1:])
