@@ -44,6 +44,16 @@ def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.stack([base + 15, base, base - 30], -1) + rng.normal(0, 2, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
+def tiled(rgb: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An image as the wavefront coder takes one group: (tiles, tile, tile, 3) in coding order, heights, widths."""
+    image = wavefront.to_coding_order(rgb)
+    tiles = wavefront.tile_grid(*rgb.shape[:2], tile)
+    src = np.zeros((len(tiles), tile, tile, 3), np.uint8)
+    for i, (top, left, th, tw) in enumerate(tiles):
+        src[i, :th, :tw] = image[top : top + th, left : left + tw]
+    return src, np.array([t[2] for t in tiles]), np.array([t[3] for t in tiles])
+
+
 def codec(path, **params):
     return get_codec("mlp-dpcm", weights=str(path), **params)
 
@@ -107,12 +117,7 @@ def test_parallel_lossless_encoder_equals_the_wavefront_loop(tiny_weights, tile)
     """The lossless encoder predicts all pixels at once (teacher forcing); the wavefront loop, the decoder's,
     must hand the coder the very same (scale, fraction, symbol) batches."""
     m = weights_mod.load(tiny_weights[1])
-    image = wavefront.to_coding_order(photo(30, 45, 4))
-    tiles = wavefront.tile_grid(30, 45, tile)
-    src = np.zeros((len(tiles), tile, tile, 3), np.uint8)
-    for i, (top, left, th, tw) in enumerate(tiles):
-        src[i, :th, :tw] = image[top : top + th, left : left + tw]
-    heights, widths = np.array([t[2] for t in tiles]), np.array([t[3] for t in tiles])
+    src, heights, widths = tiled(photo(30, 45, 4), tile)
     runs = []
     for parallel in (False, True):
         coll = dpcm._CollectingEncoder()
@@ -187,12 +192,7 @@ def test_compiled_loop_equals_the_numpy_reference_loop(tiny_weights, delta):
     numpy loop (encoding), and decodes a stream to the same image (decoding), on partial tiles too."""
     m = weights_mod.load(tiny_weights[1])
     tile = 16
-    image = wavefront.to_coding_order(photo(30, 45, 6))
-    tiles = wavefront.tile_grid(30, 45, tile)
-    src = np.zeros((len(tiles), tile, tile, 3), np.uint8)
-    for i, (top, left, th, tw) in enumerate(tiles):
-        src[i, :th, :tw] = image[top : top + th, left : left + tw]
-    heights, widths = np.array([t[2] for t in tiles]), np.array([t[3] for t in tiles])
+    src, heights, widths = tiled(photo(30, 45, 6), tile)
     runs, recons = [], []
     for compiled in (False, True):
         coll = dpcm._CollectingEncoder()
