@@ -39,8 +39,9 @@ def _ms_ssim_stack(a: np.ndarray, b: np.ndarray) -> list[float]:
     import torch
     from pytorch_msssim import ms_ssim as _lib_ms_ssim
 
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).to(torch.float32)
-    y = torch.from_numpy(np.ascontiguousarray(b)).permute(0, 3, 1, 2).to(torch.float32)
+    # float32 copies: torch warns on read-only numpy arrays (e.g. decoded from a bytes buffer)
+    x = torch.from_numpy(np.array(a, dtype=np.float32)).permute(0, 3, 1, 2)
+    y = torch.from_numpy(np.array(b, dtype=np.float32)).permute(0, 3, 1, 2)
     with torch.no_grad():
         values = _lib_ms_ssim(x, y, data_range=255, size_average=False)
     return [float(v) for v in values]
