@@ -66,12 +66,9 @@ class _Stream:
     timestamp: Any = None
 
 
-class DecodeDoFn(beam.DoFn):
-    """Streams -> decoded objects written under OUTPUT, metadata rows (main) and error rows (``errors``).
-
-    Streams of a codec that decodes natively in batches (learned codecs) are grouped by codec instance and
-    image size within a bundle, up to ``batch_size``, and decoded with ``decode_batch`` (one transform pass
-    on a GPU); a failing batch is retried stream by stream so one bad stream never fails its batch-mates."""
+class StreamDoFn(beam.DoFn):
+    """Base of the DoFns that take streams (``SourceFile``s or ``PackedStream``s): codec cache, accounting,
+    error rows, and :meth:`_prepare` (check the name, read the stream, parse its header, find its codec)."""
 
     def __init__(self, cfg: JobConfig):
         self.cfg = cfg
@@ -81,41 +78,10 @@ class DecodeDoFn(beam.DoFn):
         set_torch_threads(self.cfg.torch_threads)
         self._cache = self._shared.acquire()
         self._acc = Accounting(self.cfg.progress_dir)
-        self._out_fs, self._out_root = resolve(self.cfg.output)
-        _, self._tmp_root = resolve(self.cfg.tmp_url)
-
-    def start_bundle(self):
-        self._pending: dict[tuple, list[_Stream]] = {}
-
-    def finish_bundle(self):
-        for key in list(self._pending):
-            for item, out in self._run_batch(self._pending.pop(key)):
-                value = out.value if isinstance(out, beam.pvalue.TaggedOutput) else out
-                wv = WindowedValue(value, item.timestamp, (item.window,))
-                yield beam.pvalue.TaggedOutput(out.tag, wv) if isinstance(out, beam.pvalue.TaggedOutput) else wv
-        self._acc.flush()
 
     def _fail(self, uri, stage, reason, message, setting=None):
         self._acc.failed(reason)
         return beam.pvalue.TaggedOutput(ERRORS, error_row(self.cfg, uri, stage, reason, message, setting))
-
-    def process(self, src, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
-        item = self._prepare(src)
-        if not isinstance(item, _Stream):  # an error row
-            yield item
-            return
-        item.window, item.timestamp = window, timestamp
-        if self.cfg.batch_size <= 1 or not batches_natively(item.codec):
-            ready = [item]
-        else:
-            key = (id(item.codec), item.header.width, item.header.height, window)
-            batch = self._pending.setdefault(key, [])
-            batch.append(item)
-            if len(batch) < self.cfg.batch_size:
-                return
-            ready = self._pending.pop(key)
-        for _, out in self._run_batch(ready):
-            yield out
 
     def _prepare(self, src):
         """Check the name, read the stream and parse its header; an error output on failure."""
@@ -147,6 +113,48 @@ class DecodeDoFn(beam.DoFn):
         except Exception as exc:
             return self._fail(src.uri, "decode", "codec_failure", f"{type(exc).__name__}: {exc}", setting_label)
         return _Stream(src, rel, data, header, setting_label, codec)
+
+
+class DecodeDoFn(StreamDoFn):
+    """Streams -> decoded objects written under OUTPUT, metadata rows (main) and error rows (``errors``).
+
+    Streams of a codec that decodes natively in batches (learned codecs) are grouped by codec instance and
+    image size within a bundle, up to ``batch_size``, and decoded with ``decode_batch`` (one transform pass
+    on a GPU); a failing batch is retried stream by stream so one bad stream never fails its batch-mates."""
+
+    def setup(self):
+        super().setup()
+        self._out_fs, self._out_root = resolve(self.cfg.output)
+        _, self._tmp_root = resolve(self.cfg.tmp_url)
+
+    def start_bundle(self):
+        self._pending: dict[tuple, list[_Stream]] = {}
+
+    def finish_bundle(self):
+        for key in list(self._pending):
+            for item, out in self._run_batch(self._pending.pop(key)):
+                value = out.value if isinstance(out, beam.pvalue.TaggedOutput) else out
+                wv = WindowedValue(value, item.timestamp, (item.window,))
+                yield beam.pvalue.TaggedOutput(out.tag, wv) if isinstance(out, beam.pvalue.TaggedOutput) else wv
+        self._acc.flush()
+
+    def process(self, src, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+        item = self._prepare(src)
+        if not isinstance(item, _Stream):  # an error row
+            yield item
+            return
+        item.window, item.timestamp = window, timestamp
+        if self.cfg.batch_size <= 1 or not batches_natively(item.codec):
+            ready = [item]
+        else:
+            key = (id(item.codec), item.header.width, item.header.height, window)
+            batch = self._pending.setdefault(key, [])
+            batch.append(item)
+            if len(batch) < self.cfg.batch_size:
+                return
+            ready = self._pending.pop(key)
+        for _, out in self._run_batch(ready):
+            yield out
 
     def _run_batch(self, items: list[_Stream]):
         """Decode ``items`` (one codec, one size): ``(item, metadata row or error output)`` per stream."""

@@ -12,13 +12,11 @@ from __future__ import annotations
 import apache_beam as beam
 
 from nicbeam.latents import ARRAYS, STORAGE, latents_row, npy_bytes
-from nicbeam.transforms.accounting import Accounting, worker_id
-from nicbeam.transforms.codec_runtime import SharedCodecCache, set_torch_threads
-from nicbeam.transforms.decode import PackedStream
+from nicbeam.transforms.accounting import worker_id
+from nicbeam.transforms.decode import StreamDoFn, _Stream
 from nicbeam.transforms.encode import ERRORS
-from nicbeam.transforms.io import StorageReadError, read_bytes
-from nicbeam.transforms.paths import BITSTREAM_SUFFIX, UnsafePathError, join, resolve, safe_relative_path
-from nicbeam.transforms.records import JobConfig, error_row
+from nicbeam.transforms.paths import BITSTREAM_SUFFIX, join, resolve, safe_relative_path
+from nicbeam.transforms.records import JobConfig
 from nicbeam.transforms.write import atomic_write
 
 LATENTS = "latents"
@@ -50,67 +48,39 @@ class LatentsWriter:
                            path=name, setting=setting, worker=worker_id(), npy_uris=npy_uris)
 
 
-class DecodeLatentsDoFn(beam.DoFn):
+class DecodeLatentsDoFn(StreamDoFn):
     """Streams (``SourceFile``s or ``PackedStream``s) -> latents rows (main) and error rows (``errors``)."""
 
-    def __init__(self, cfg: JobConfig):
-        self.cfg = cfg
-        self._shared = SharedCodecCache(cfg.device)
-
     def setup(self):
-        set_torch_threads(self.cfg.torch_threads)
-        self._cache = self._shared.acquire()
-        self._acc = Accounting(self.cfg.progress_dir)
+        super().setup()
         self._writer = LatentsWriter(run_id=self.cfg.run_id, output=self.cfg.output, tmp_url=self.cfg.tmp_url,
                                      storage=self.cfg.export_latents or "parquet")
 
     def finish_bundle(self):
         self._acc.flush()
 
-    def _fail(self, uri: str, stage: str, reason: str, message: str, setting: str | None = None):
-        self._acc.failed(reason)
-        return beam.pvalue.TaggedOutput(ERRORS, error_row(self.cfg, uri, stage, reason, message, setting))
-
     def process(self, src):
-        from nicbeam.codecs.container import parse_header
         from nicbeam.codecs.errors import BitstreamError
-        from nicbeam.codecs.spec import make_setting
 
-        try:
-            rel = safe_relative_path(src.rel_path)
-        except UnsafePathError as exc:
-            yield self._fail(src.uri, "match", exc.reason, str(exc))
+        item = self._prepare(src)
+        if not isinstance(item, _Stream):  # an error row
+            yield item
             return
-        if isinstance(src, PackedStream):
-            data = src.data
-        else:
-            try:
-                data = read_bytes(src.uri)
-            except StorageReadError as exc:
-                yield self._fail(src.uri, "read", exc.reason, str(exc))
-                return
-        self._acc.read(len(data))
-        if not data:
-            yield self._fail(src.uri, "decode", "empty", "stream is empty (0 bytes)")
+        if not callable(getattr(item.codec, "decode_latents", None)):
+            yield self._fail(src.uri, "decode", "no_latents",
+                             f"codec {item.header.codec!r} is not a learned codec: its streams have no latents",
+                             item.setting_label)
             return
-        setting = None
         try:
-            header = parse_header(data, max_pixels=self.cfg.max_pixels)
-            setting = make_setting(header.codec, dict(header.params)).label
-            codec = self._cache.for_header(header)
-            if not callable(getattr(codec, "decode_latents", None)):
-                yield self._fail(src.uri, "decode", "no_latents",
-                                 f"codec {header.codec!r} is not a learned codec: its streams have no latents", setting)
-                return
-            latents = codec.decode_latents(data, max_pixels=self.cfg.max_pixels)
+            latents = item.codec.decode_latents(item.data, max_pixels=self.cfg.max_pixels)
         except BitstreamError as exc:
-            yield self._fail(src.uri, "decode", exc.reason, f"{type(exc).__name__}: {exc}", setting)
+            yield self._fail(src.uri, "decode", exc.reason, f"{type(exc).__name__}: {exc}", item.setting_label)
             return
         except Exception as exc:
-            yield self._fail(src.uri, "decode", "codec_failure", f"{type(exc).__name__}: {exc}", setting)
+            yield self._fail(src.uri, "decode", "codec_failure", f"{type(exc).__name__}: {exc}", item.setting_label)
             return
         row = self._writer.row(latents, source_uri=src.uri, bitstream_uri=src.uri,
-                               name=rel.removesuffix(BITSTREAM_SUFFIX), setting=setting)
+                               name=item.rel.removesuffix(BITSTREAM_SUFFIX), setting=item.setting_label)
         self._acc.ok(sum(getattr(latents, a).nbytes for a in ARRAYS if getattr(latents, a) is not None))
         yield row
 
