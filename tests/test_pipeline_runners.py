@@ -110,7 +110,9 @@ def test_portable_runner_with_external_worker_pool(tmp_path, worker_env):
                 proc.kill()
 
 
-def test_dataflow_dry_run_builds_and_translates_the_pipeline():
+def dataflow_dry_run(job_name: str, build, *, streaming: bool = False):
+    """Build a pipeline with ``build(pipeline)`` and translate it with the Dataflow runner's dry run (no job is
+    submitted, no credentials): ``(result, unique names of its transforms)``; skips without the gcp extra."""
     try:
         from apache_beam.runners.dataflow.internal import apiclient  # noqa: F401
     except ImportError as exc:
@@ -118,46 +120,40 @@ def test_dataflow_dry_run_builds_and_translates_the_pipeline():
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    options = PipelineOptions([
+        "--runner=DataflowRunner", "--dry_run=True", "--no_auth", "--project=nicbeam-test",
+        "--region=us-central1", "--temp_location=gs://nicbeam-test/tmp", "--sdk_location=container",
+        f"--job_name={job_name}", *(["--streaming"] if streaming else []),
+    ])
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline)
+    result = pipeline.run()
+    if not streaming:
+        result.wait_until_finish()
+    return result, {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
+
+
+def test_dataflow_dry_run_builds_and_translates_the_pipeline():
     from nicbeam.codecs.spec import make_setting
     from nicbeam.pipelines.compress import build_batch
     from nicbeam.transforms.records import JobConfig
 
-    options = PipelineOptions([
-        "--runner=DataflowRunner", "--dry_run=True", "--no_auth", "--project=nicbeam-test",
-        "--region=us-central1", "--temp_location=gs://nicbeam-test/tmp", "--sdk_location=container",
-        "--job_name=nicbeam-dry-run",
-    ])
     cfg = JobConfig(run_id="dry", output="gs://nicbeam-test/out", settings=(make_setting("jpeg", {"quality": 50}),))
-    pipeline = beam.Pipeline(options=options)
-    build_batch(pipeline, cfg, "gs://nicbeam-test/in")
-    result = pipeline.run()
-    result.wait_until_finish()
-    names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
+    result, names = dataflow_dry_run("nicbeam-dry-run", lambda p: build_batch(p, cfg, "gs://nicbeam-test/in"))
     assert {"Match", "Encode/Codec", "WriteMetadata", "WriteErrors"} <= names
     assert result.job.proto.type_.name == "JOB_TYPE_BATCH"
 
 
 def test_dataflow_dry_run_streaming_watch_pipeline():
-    try:
-        from apache_beam.runners.dataflow.internal import apiclient  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"Dataflow dry run needs the gcp extra: pip install 'apache-beam[gcp]' ({exc})")
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from nicbeam.codecs.spec import make_setting
     from nicbeam.pipelines.compress import build_streaming
     from nicbeam.transforms.records import JobConfig
 
-    options = PipelineOptions([
-        "--runner=DataflowRunner", "--dry_run=True", "--no_auth", "--project=nicbeam-test", "--streaming",
-        "--region=us-central1", "--temp_location=gs://nicbeam-test/tmp", "--sdk_location=container",
-        "--job_name=nicbeam-watch-dry-run",
-    ])
     cfg = JobConfig(run_id="watch", output="gs://nicbeam-test/out", settings=(make_setting("webp", {}),))
-    pipeline = beam.Pipeline(options=options)
-    build_streaming(pipeline, cfg, "gs://nicbeam-test/incoming", interval=30, window_seconds=300)
-    result = pipeline.run()
-    names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
+    result, names = dataflow_dry_run(
+        "nicbeam-watch-dry-run",
+        lambda p: build_streaming(p, cfg, "gs://nicbeam-test/incoming", interval=30, window_seconds=300),
+        streaming=True,
+    )
     assert {"MatchContinuously", "Encode/Codec", "WindowMetadata", "WriteMetadata/GroupPerWindow"} <= names
     assert result.job.proto.type_.name == "JOB_TYPE_STREAMING"

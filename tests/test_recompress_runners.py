@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.test_pipeline_runners import worker_env  # noqa: F401  (fixture)
+from tests.test_pipeline_runners import dataflow_dry_run, worker_env  # noqa: F401  (fixture)
 from tests.test_recompress import jpeg_corpus, manifest
 from tests.test_pipeline_compress import cli, write_tree
 
@@ -37,29 +37,14 @@ def test_recompress_with_worker_processes(tmp_path, worker_env, capsys):  # noqa
 
 
 def test_dataflow_dry_run_translates_the_recompress_pipeline():
-    try:
-        from apache_beam.runners.dataflow.internal import apiclient  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"Dataflow dry run needs the gcp extra: pip install 'apache-beam[gcp]' ({exc})")
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from nicbeam.codecs.spec import make_setting
     from nicbeam.pipelines.recompress import build_batch
     from nicbeam.transforms.recompress import RecompressConfig
 
-    options = PipelineOptions([
-        "--runner=DataflowRunner", "--dry_run=True", "--no_auth", "--project=nicbeam-test",
-        "--region=us-central1", "--temp_location=gs://nicbeam-test/tmp", "--sdk_location=container",
-        "--job_name=nicbeam-recompress-dry-run",
-    ])
     cfg = RecompressConfig(run_id="dry", output="gs://nicbeam-test/archive/recompressed",
                            modes=("lossless-jpeg", "target-quality"), target_codec="webp",
                            target_metric="psnr", target_value=38.0, settings=(make_setting("jpeg-transcode"),))
-    pipeline = beam.Pipeline(options=options)
-    build_batch(pipeline, cfg, "gs://nicbeam-test/archive")
-    result = pipeline.run()
-    result.wait_until_finish()
-    names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
+    result, names = dataflow_dry_run("nicbeam-recompress-dry-run",
+                                     lambda p: build_batch(p, cfg, "gs://nicbeam-test/archive"))
     assert {"Match", "Recompress/Recompress", "WriteManifest", "WriteErrors"} <= names
     assert result.job.proto.type_.name == "JOB_TYPE_BATCH"
