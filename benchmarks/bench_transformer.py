@@ -73,8 +73,9 @@ def _timed(fn) -> float:
 
 def _peak_memory_child(family: str, width: int, height: int) -> None:
     """In a fresh process: export random weights of ``family``, code one image, print JSON figures."""
-    import resource
     import tempfile
+
+    from bench_peak_memory import code_once  # this script's folder is on sys.path
 
     from nicbeam.codecs.registry import get_codec
     from nicbeam.training.export import write_weights
@@ -91,17 +92,7 @@ def _peak_memory_child(family: str, width: int, height: int) -> None:
                     + rng.normal(0, 6, (height, width, 3)), 0, 255).astype(np.uint8)
     del yy, xx
     codec = get_codec(family, weights=path, device="cpu", quality=6)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter()
-    stream = codec.encode(image)
-    t_enc = time.perf_counter() - t
-    t = time.perf_counter()
-    decoded = codec.decode(stream)
-    t_dec = time.perf_counter() - t
-    assert decoded.shape == image.shape
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"family": family, "peak_rss_mib": round(peak / 1024), "rss_before_coding_mib": round(base / 1024),
-                      "encode_s": round(t_enc, 2), "decode_s": round(t_dec, 2), "bytes": len(stream)}))
+    print(json.dumps({"family": family, **code_once(codec, image)}))
 
 
 def warm_start(checkpoint: str) -> None:
