@@ -147,6 +147,31 @@ def test_integer_parameters_follow_the_float_model(tiny_weights):
         assert float((torch.from_numpy(log_table)[idx] - ls_f).abs().max()) < 0.2
 
 
+def test_context_kernel_is_stored_as_its_taps_and_loads_identically(tiny_weights):
+    """The weights file keeps only the context's 12 non-zero taps (checkerboard mask: odd dy + dx); loading
+    rebuilds the identical kernel, and a file with the full 5x5 kernel (the earlier layout) loads the same."""
+    from safetensors.torch import load_file
+
+    from nicbeam.entropy.checkerboard_net import IntegerCheckerboard
+
+    tensors = load_file(str(tiny_weights))
+    assert "int_hs.ctx.0.weight" not in tensors
+    offsets = tensors["int_hs.ctx.0.tap_offsets"].tolist()
+    assert len(offsets) == 12 and all((ky - 2 + kx - 2) % 2 == 1 for ky, kx in offsets)
+    assert tensors["int_hs.ctx.0.taps"].shape == (2 * TINY["M"], 12, TINY["M"])
+    net = IntegerCheckerboard.from_tensors(tensors, "int_hs.", TINY["M"])
+    assert net.ctx.w0.shape == (2 * TINY["M"], TINY["M"], 5, 5)
+    full = net.tensors("int_hs.")  # compact again: same tensors as the file
+    assert all(torch.equal(full[k], tensors[k]) for k in full if k.startswith("int_hs.ctx."))
+    legacy = {k: v for k, v in tensors.items() if not k.startswith("int_hs.ctx.0.ta") and k != "int_hs.ctx.0.kernel_size"}
+    legacy["int_hs.ctx.0.weight"] = net.ctx.w0.to(torch.int16)
+    old = IntegerCheckerboard.from_tensors(legacy, "int_hs.", TINY["M"])
+    assert old.taps == net.taps and torch.equal(old.tap_weight, net.tap_weight)
+    bad = dict(tensors, **{"int_hs.ctx.0.tap_offsets": tensors["int_hs.ctx.0.tap_offsets"] + 5})
+    with pytest.raises(ValueError, match="tap offsets"):
+        IntegerCheckerboard.from_tensors(bad, "int_hs.", TINY["M"])
+
+
 def test_context_lowers_the_non_anchor_rate(tmp_path):
     """Entropy model (h_s, context, entropy parameters) of a tiny model trained 50 steps on the rate of smooth
     images: the non-anchors, range-coded for real, take fewer bytes with their context than the same latents

@@ -83,11 +83,28 @@ class IntegerCheckerboard:
         self.tap_weight = torch.stack([w[:, :, ky + k // 2, kx + k // 2] for ky, kx in self.taps], 1).reshape(w.shape[0], -1)
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        """``<prefix>N.*`` the hyper-synthesis (as mbt2018-mean), ``<prefix>ctx.*`` and ``<prefix>ep.*``."""
-        return {**self.hs.tensors(prefix), **self.ctx.tensors(f"{prefix}ctx."), **self.ep.tensors(f"{prefix}ep.")}
+        """``<prefix>N.*`` the hyper-synthesis (as mbt2018-mean), ``<prefix>ctx.*`` and ``<prefix>ep.*``; the
+        context kernel is stored as its non-zero taps only (``ctx.0.taps`` and their offsets ``ctx.0.tap_offsets``):
+        the checkerboard mask zeroes 13 of the 25, so this halves the largest tensor of the file."""
+        ctx = self.ctx.tensors(f"{prefix}ctx.")
+        k = ctx.pop(f"{prefix}ctx.0.weight").shape[-1]
+        ctx[f"{prefix}ctx.0.taps"] = self.tap_weight.reshape(self.tap_weight.shape[0], len(self.taps), -1).to(torch.int16)
+        ctx[f"{prefix}ctx.0.tap_offsets"] = torch.tensor(self.taps, dtype=torch.int64).reshape(-1, 2) + k // 2
+        ctx[f"{prefix}ctx.0.kernel_size"] = torch.tensor([k], dtype=torch.int64)
+        return {**self.hs.tensors(prefix), **ctx, **self.ep.tensors(f"{prefix}ep.")}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str, m: int) -> "IntegerCheckerboard":
+        tensors = dict(tensors)
+        if f"{prefix}ctx.0.taps" in tensors:  # compact context kernel: rebuild the full one (zeros elsewhere)
+            taps, offsets = tensors.pop(f"{prefix}ctx.0.taps"), tensors.pop(f"{prefix}ctx.0.tap_offsets")
+            k = int(tensors.pop(f"{prefix}ctx.0.kernel_size")[0])
+            if offsets.shape != (taps.shape[1], 2) or bool((offsets < 0).any()) or bool((offsets >= k).any()):
+                raise ValueError("checkerboard context: tap offsets do not fit the kernel")
+            weight = torch.zeros((taps.shape[0], taps.shape[2], k, k), dtype=taps.dtype)
+            for i, (ky, kx) in enumerate(offsets.tolist()):
+                weight[:, :, ky, kx] = taps[:, i]
+            tensors[f"{prefix}ctx.0.weight"] = weight
         return cls(IntegerHyperSynthesis.from_tensors(tensors, prefix),
                    IntegerHyperSynthesis.from_tensors(tensors, f"{prefix}ctx."),
                    IntegerHyperSynthesis.from_tensors(tensors, f"{prefix}ep."), m)
