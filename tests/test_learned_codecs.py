@@ -136,7 +136,7 @@ def test_corrupt_payload_is_a_payload_error(tiny_weights):
         codec.decode(container.pack(header, payload[:-3]))
 
 
-@pytest.mark.parametrize("name", ["bmshj2017-factorized", "mbt2018-mean", "tcm-hyperprior", "ckbd-hyperprior"])
+@pytest.mark.parametrize("name", ["bmshj2017-factorized", "mbt2018-mean", "tcm-hyperprior"])
 def test_shipped_weights_round_trip(name):
     if not (weights_dir() / f"{name}.safetensors").exists():
         pytest.skip(f"no shipped weights for {name}")
@@ -185,7 +185,7 @@ def test_escaped_latents_decode_exactly(tiny_weights, kind):
         extras[key] = saved
 
 
-@pytest.mark.parametrize("name", ["bmshj2017-factorized", "mbt2018-mean", "tcm-hyperprior", "ckbd-hyperprior"])
+@pytest.mark.parametrize("name", ["bmshj2017-factorized", "mbt2018-mean", "tcm-hyperprior"])
 def test_shipped_weights_real_image_every_quality(name):
     """The shipped weights on a real photograph (kodim23 from samples/) at every quality: decodable, and
     rate and PSNR rising with quality."""
@@ -286,7 +286,7 @@ def test_subpixel_deconvolution_is_the_same_function(kernel):
         SubpixelConvTranspose2d.from_deconv(torch.nn.ConvTranspose2d(8, 4, 5, stride=1, padding=2))
 
 
-@pytest.mark.parametrize("name", ["bmshj2017-factorized", "mbt2018-mean", "tcm-hyperprior", "ckbd-hyperprior"])
+@pytest.mark.parametrize("name", ["bmshj2017-factorized", "mbt2018-mean", "tcm-hyperprior"])
 def test_exact_decoder_pixels_match_a_plain_float64_synthesis(name):
     """The exact decoder (float64 g_s, wide deconvolutions in sub-pixel form) gives the pixels a plain float64
     copy of the model gives for the same latents."""
