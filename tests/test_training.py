@@ -113,6 +113,35 @@ def test_trainer_checkpoint_resume_and_export(image_folder, tmp_path):
         FactorizedCodec(weights=paths["weights"], quality=3).encode(image)  # only 2 rate points
 
 
+def test_compacted_checkpoint_keeps_the_model_and_resumes(image_folder, tmp_path):
+    """``nicbeam.training.compact``: optimizer moments in bfloat16 (smaller file), model and counters exact, and
+    the trainer resumes from it with moments equal to the bfloat16-rounded originals."""
+    from nicbeam.training.compact import compact_checkpoint
+
+    cfg = TrainConfig(family="mbt2018-mean", model_config={"N": 8, "M": 12, "lambdas": [0.005, 0.05]},
+                      steps=2, batch=2, crop=64, val_crop=64, val_every=0,
+                      data={"folder": str(image_folder), "train_glob": ["*"], "val_glob": ["val_*"]})
+    train = ImageCache(list_images(image_folder, ["*"], ["val_*"]))
+    trainer = Trainer(cfg, train, None, tmp_path / "run", log=lambda m: None)
+    trainer.fit()
+    small = compact_checkpoint(trainer.checkpoint_path, tmp_path / "small.pt")
+    assert small.stat().st_size < 0.8 * trainer.checkpoint_path.stat().st_size
+    full, compact = (torch.load(p, weights_only=True) for p in (trainer.checkpoint_path, small))
+    assert all(torch.equal(full["model"][k], compact["model"][k]) for k in full["model"])
+    assert (compact["step"], compact["cpu_s"], compact["history"]) == (full["step"], full["cpu_s"], full["history"])
+    resumed = Trainer(TrainConfig(**{**cfg.__dict__, "steps": 3}), train, None, tmp_path / "run2", log=lambda m: None)
+    resumed.load_checkpoint(small)
+    assert resumed.step == 2
+    for index, moments in full["optimizer"]["state"].items():
+        loaded = resumed.optimizer.state_dict()["state"][index]
+        assert torch.equal(loaded["step"], moments["step"])
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert loaded[name].dtype == torch.float32
+            assert torch.equal(loaded[name], moments[name].to(torch.bfloat16).float())
+    resumed.fit()
+    assert resumed.step == 3
+
+
 def test_cli_train_resume_export(image_folder, tmp_path):
     run = tmp_path / "cli-run"
     common = ["train", "--run-dir", str(run)]
