@@ -37,13 +37,13 @@ def test_image(width: int, height: int) -> tuple[np.ndarray, str]:
 
 
 def stored_values(codec) -> int | None:
-    """Number of values in the codec's weights file (None for codecs without one)."""
-    path = getattr(codec, "_weights_path", None)
-    if path is None:
+    """Number of values in the codec's weights file (None for codecs without one); reads the file's header only."""
+    bundle = getattr(codec, "bundle", None)
+    if bundle is None:
         return None
     from safetensors import safe_open
 
-    with safe_open(str(path), "np") as f:
+    with safe_open(str(bundle.path), "np") as f:
         return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
 
 
