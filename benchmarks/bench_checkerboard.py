@@ -1,4 +1,4 @@
-"""ckbd-hyperprior vs mbt2018-mean: encode and decode time of whole codec calls at equal N/M on one 768x512
+"""ckbd-hyperprior (or, with ``--family charm-hyperprior``, the channel-wise context) vs mbt2018-mean: encode and decode time of whole codec calls at equal N/M on one 768x512
 image, 1 thread, ratios measured in the same run (rounds alternate between the codecs; the best round of each
 counts, so background load inflates both alike as far as possible).
 
@@ -10,7 +10,7 @@ trained hyperprior. The checkerboard model is *untrained* here: these are cost f
 ``--wide``: also both families at N=64, M=192 warm-started from the same checkpoint (what copies is printed);
 their new layers are random, so their times include unrealistic rates.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_checkerboard.py [--rounds 3] [--quality 6] [--wide]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_checkerboard.py [--rounds 3] [--quality 6] [--wide] [--family F]
 
 ``--widen M``: instead, the widened warm start (:mod:`nicbeam.training.widen`): the checkpoint widened to M latent
 channels against the original on 4 training crops at qualities 2, 6, 10 (largest |x_hat difference|, rate from the
@@ -83,7 +83,8 @@ def train_steps(rounds: int = 3) -> None:
 
     lambdas = [0.00045, 0.0009, *DEFAULT_LAMBDAS]  # the shipped models' 10 rate points
     times = {}
-    for family, m in (("mbt2018-mean", 128), ("ckbd-hyperprior", 128), ("mbt2018-mean", 192), ("ckbd-hyperprior", 192)):
+    for family, m in (("mbt2018-mean", 128), ("ckbd-hyperprior", 128), ("charm-hyperprior", 128),
+                      ("mbt2018-mean", 192), ("ckbd-hyperprior", 192), ("charm-hyperprior", 192)):
         torch.manual_seed(0)
         model = build_model(family, N=64, M=m, lambdas=lambdas).train()
         opt = torch.optim.Adam(model.parameters(), 1e-4)
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", type=int, default=6)
     parser.add_argument("--wide", action="store_true", help="also N=64, M=192 (new layers random)")
     parser.add_argument("--train-step", action="store_true", help="time training steps instead (module docstring)")
+    parser.add_argument("--family", default="ckbd-hyperprior", choices=("ckbd-hyperprior", "charm-hyperprior"),
+                        help="the context model set against mbt2018-mean")
     parser.add_argument("--widen", type=int, default=0, metavar="M", help="check the widened warm start instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -146,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_step:
         train_steps(args.rounds)
         return 0
-    from nicbeam.codecs.learned.checkerboard import CheckerboardHyperpriorCodec
-    from nicbeam.codecs.learned.hyperprior import MeanScaleHyperpriorCodec
+    from nicbeam.codecs.registry import get_codec
     from nicbeam.training.export import write_weights
 
     if not CHECKPOINT.exists():
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         for m in widths:
             config = {**base, "M": m}
             codecs = {}
-            for family, cls in (("mbt2018-mean", MeanScaleHyperpriorCodec), ("ckbd-hyperprior", CheckerboardHyperpriorCodec)):
+            for family in ("mbt2018-mean", args.family):
                 model, copied = warm_started(family, config, Path(tmp) / f"{family}-{m}")
                 n_params = sum(p.numel() for p in model.parameters())
                 missing = sorted({k.rsplit(".", 1)[0] for k in model.state_dict() if k not in copied})
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"not copied: {', '.join(missing) or 'none'}")
                 path = Path(tmp) / f"{family}-{m}.safetensors"
                 write_weights(model, path, calib)
-                codecs[family] = cls(weights=path, device="cpu", quality=args.quality)
+                codecs[family] = get_codec(family, weights=path, device="cpu", quality=args.quality)
             streams = {name: c.encode(arr) for name, c in codecs.items()}  # warm-up (tables, float64 copy)
             for name, c in codecs.items():
                 c.decode(streams[name])
@@ -188,10 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:16s} M={m}: {len(streams[name]) * 8 / pixels:.4f} bpp, {10 * np.log10(255**2 / mse):.2f} dB, "
                       f"encode {min(enc[name]):.3f} s, decode {min(dec[name]):.3f} s "
                       f"(of which entropy decoding, latents only: {min(lat[name]):.3f} s)")
-            e = min(enc["ckbd-hyperprior"]) / min(enc["mbt2018-mean"])
-            d = min(dec["ckbd-hyperprior"]) / min(dec["mbt2018-mean"])
-            l = min(lat["ckbd-hyperprior"]) / min(lat["mbt2018-mean"])
-            print(f"  ratio ckbd-hyperprior / mbt2018-mean at N={config['N']} M={m}: encode {e:.2f}x, decode {d:.2f}x, "
+            e = min(enc[args.family]) / min(enc["mbt2018-mean"])
+            d = min(dec[args.family]) / min(dec["mbt2018-mean"])
+            l = min(lat[args.family]) / min(lat["mbt2018-mean"])
+            print(f"  ratio {args.family} / mbt2018-mean at N={config['N']} M={m}: encode {e:.2f}x, decode {d:.2f}x, "
                   f"entropy decoding {l:.2f}x")
     return 0
 

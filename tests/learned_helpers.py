@@ -24,3 +24,61 @@ def narrow_tables(tables: TableSet, keep: int, first: int) -> TableSet:
     pmf[:, :keep] = PMF_TOTAL // (2 * keep)
     pmf[:, keep] = PMF_TOTAL - pmf[:, :keep].sum(axis=1)
     return TableSet(pmf, np.full(rows, keep + 1), np.full(rows, first, dtype=np.int64))
+
+
+#: tiny configurations of the context-model hyperpriors, for tests that export them for real
+TINY_CONTEXT_CONFIGS = {
+    "ckbd-hyperprior": {"N": 16, "M": 24, "lambdas": [0.003, 0.03, 0.3]},
+    "charm-hyperprior": {"N": 16, "M": 24, "lambdas": [0.003, 0.03, 0.3], "slices": 3, "hidden": 16},
+}
+
+
+def tiny_context_model(family: str, seed: int):
+    """A tiny model of a context-model family whose context acts (its zero-initialised residual branches get
+    weights) and whose latents are a few units (so that every scale index range is exercised)."""
+    import torch
+
+    from nicbeam.training.registry import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(family, **TINY_CONTEXT_CONFIGS[family])
+    with torch.no_grad():
+        last_layers = ([model.entropy_parameters[-1]] if family == "ckbd-hyperprior"
+                       else [t[-1] for t in model.slice_transforms])
+        for layer in last_layers:
+            layer.weight.normal_(0, 0.05)
+        model.gain.mul_(20.0)
+    return model
+
+
+def smooth_field(seed: int, h: int, w: int):
+    """(3, h, w) in [0, 1]: random values on a 1/32 grid, bicubically upsampled (latents, at 1/16, correlated in space)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, h // 32, w // 32, generator=gen)
+    return torch.nn.functional.interpolate(low, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)[0]
+
+
+def rate_trained_model(family: str, prefixes: tuple[str, ...], steps: int = 50):
+    """A tiny model of ``family`` whose parameters named ``prefixes*`` (its entropy model) were trained ``steps``
+    Adam steps (LR 5e-3) on the rate alone of smooth fields at random qualities; latents of about a unit."""
+    import torch
+
+    from nicbeam.training.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model(family, **TINY_CONTEXT_CONFIGS[family])
+    with torch.no_grad():
+        model.gain.mul_(30.0)  # latents of about a unit (a random analysis transform gives ~0.05)
+    trained = [p for n, p in model.named_parameters() if n.startswith(prefixes)]
+    opt = torch.optim.Adam(trained, lr=5e-3)
+    model.train()
+    for step in range(steps):
+        x = torch.stack([smooth_field(step * 4 + i, 64, 64) for i in range(4)])
+        out = model(x, torch.randint(0, 3, (4,), generator=torch.Generator().manual_seed(step)))
+        bits = sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values())
+        opt.zero_grad()
+        (bits / x[:, 0].numel()).backward()
+        opt.step()
+    return model

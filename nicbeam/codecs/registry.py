@@ -28,6 +28,7 @@ _BUILTIN: dict[str, str] = {
     "mbt2018-mean": "nicbeam.codecs.learned.hyperprior:MeanScaleHyperpriorCodec",
     "tcm-hyperprior": "nicbeam.codecs.learned.transformer.codec:TransformerHyperpriorCodec",
     "ckbd-hyperprior": "nicbeam.codecs.learned.checkerboard:CheckerboardHyperpriorCodec",
+    "charm-hyperprior": "nicbeam.codecs.learned.channel_context:ChannelContextHyperpriorCodec",
     "jpeg-transcode": "nicbeam.codecs.jpeg_transcode:JpegTranscodeCodec",
     "rnn-gru-oneshot": "nicbeam.codecs.learned.rnn.codec:GruOneShot",
     "rnn-lstm-residual-scaling": "nicbeam.codecs.learned.rnn.codec:LstmResidualScaling",

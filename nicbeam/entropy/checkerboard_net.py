@@ -27,28 +27,13 @@ one pass (gathered), so each pass costs half the full map.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-from nicbeam.entropy.integer_net import (
-    MEAN_FRAC_BITS, IntegerHyperSynthesis, mean_scale_from_accumulator, requantize,
+from nicbeam.entropy.integer_net import (  # noqa: F401 (y_hat_fixed_point: re-exported for the codec)
+    COMBINE_FRAC_BITS, CONTEXT_INPUT_LIMIT, EP_INPUT_LIMIT, MEAN_FRAC_BITS, IntegerHyperSynthesis, ep_input_frac,
+    mean_scale_from_accumulator, requantize, y_hat_fixed_point,
 )
-
-COMBINE_FRAC_BITS = 16
-#: |symbol * 2**8 + mean_q| is clipped to this before the context convolution (|y_hat| < 2**15)
-CONTEXT_INPUT_LIMIT = (1 << 23) - 1
-#: |ep input| (fixed point) is clipped to this; its fractional bits are chosen at export from the calibrated
-#: maximum (at most ``MAX_EP_INPUT_FRAC``). 2**23 keeps the first layer's bound near 2**46 at M=192
-EP_INPUT_LIMIT = (1 << 23) - 1
-MAX_EP_INPUT_FRAC = 16
-
-
-def ep_input_frac(ep_inputs: torch.Tensor, headroom: float = 4.0) -> int:
-    """Fractional bits for the entropy-parameter network's input: its calibrated max * headroom fits ``EP_INPUT_LIMIT``."""
-    top = max(float(ep_inputs.abs().max()), 1e-3) * headroom
-    return max(0, min(MAX_EP_INPUT_FRAC, int(math.floor(math.log2(EP_INPUT_LIMIT / top)))))
 
 
 def quantise_checkerboard(model, zs: torch.Tensor, anchor_maps: torch.Tensor, ep_inputs: torch.Tensor,
@@ -148,8 +133,3 @@ class IntegerCheckerboard:
                              for dy, dx in self.taps], 1) if self.taps else grid.new_zeros(grid.shape[0], 0, 0, int(where.sum()))
         acc = torch.matmul(self.tap_weight, feats.reshape(grid.shape[0], -1, feats.shape[-1]))
         return acc.to(torch.int64) + self.ctx.b0.reshape(1, -1, 1)
-
-
-def y_hat_fixed_point(symbols: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    """``(symbol + mean) * 2**8`` as int64, exact: means are multiples of 2**-8 in float32."""
-    return symbols.to(torch.int64) * (1 << MEAN_FRAC_BITS) + torch.round(means.to(torch.float64) * (1 << MEAN_FRAC_BITS)).to(torch.int64)

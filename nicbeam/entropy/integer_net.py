@@ -194,3 +194,24 @@ def _requant(acc: torch.Tensor, frac: int, bits: int) -> torch.Tensor:
 
 #: the exact fixed-point rescaling above, for other integer stacks built on this module (ckbd-hyperprior)
 requantize = _requant
+
+
+# ----------------------------------------------------------------- shared by the context models' integer stacks
+COMBINE_FRAC_BITS = 16
+#: |symbol * 2**8 + mean_q| is clipped to this before the context convolution (|y_hat| < 2**15)
+CONTEXT_INPUT_LIMIT = (1 << 23) - 1
+#: |ep input| (fixed point) is clipped to this; its fractional bits are chosen at export from the calibrated
+#: maximum (at most ``MAX_EP_INPUT_FRAC``). 2**23 keeps the first layer's bound near 2**46 at M=192
+EP_INPUT_LIMIT = (1 << 23) - 1
+MAX_EP_INPUT_FRAC = 16
+
+
+def ep_input_frac(ep_inputs: torch.Tensor, headroom: float = 4.0) -> int:
+    """Fractional bits for the entropy-parameter network's input: its calibrated max * headroom fits ``EP_INPUT_LIMIT``."""
+    top = max(float(ep_inputs.abs().max()), 1e-3) * headroom
+    return max(0, min(MAX_EP_INPUT_FRAC, int(math.floor(math.log2(EP_INPUT_LIMIT / top)))))
+
+
+def y_hat_fixed_point(symbols: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """``(symbol + mean) * 2**8`` as int64, exact: means are multiples of 2**-8 in float32."""
+    return symbols.to(torch.int64) * (1 << MEAN_FRAC_BITS) + torch.round(means.to(torch.float64) * (1 << MEAN_FRAC_BITS)).to(torch.int64)

@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="linear LR warm-up (new runs; advisable with --init-from, e.g. 500)")
     parser.add_argument("--entropy-lr-scale", type=float, default=d["entropy_lr_scale"],
                         help="LR multiplier for the entropy-model densities (new runs)")
+    parser.add_argument("--lr-scale", action="append", default=[], metavar="PREFIX=FACTOR",
+                        help="new runs: train the parameters whose names start with PREFIX at FACTOR x the LR "
+                             "(repeatable; e.g. slice_transforms.=10 for what a warm start adds)")
     parser.add_argument("--autocast", choices=("off", "bf16"), default=None,
                         help="run the transforms in bfloat16 (CPUs with AVX512-BF16, GPUs; ~1.5x faster here); "
                              "latents, entropy models and loss stay float32; may be switched when resuming")
@@ -110,6 +113,21 @@ def _parse_model_args(items: Sequence[str]) -> dict:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
+    return out
+
+
+def _lr_scales(items: Sequence[str]) -> dict[str, float]:
+    """``--lr-scale PREFIX=FACTOR`` items as {prefix: factor}."""
+    out = {}
+    for item in items:
+        prefix, sep, value = item.rpartition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = -1.0
+        if not sep or not prefix or not factor > 0:
+            raise SystemExit(f"--lr-scale needs PREFIX=FACTOR with FACTOR > 0, got {item!r}")
+        out[prefix] = factor
     return out
 
 
@@ -163,7 +181,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             model_config["lambdas"] = list(MS_SSIM_LAMBDAS)
         cfg = TrainConfig(
             family=args.family, model_config=model_config, **_given(args), warmup_steps=args.warmup_steps,
-            seed=args.seed, entropy_lr_scale=args.entropy_lr_scale, distortion=args.distortion,
+            seed=args.seed, entropy_lr_scale=args.entropy_lr_scale, lr_scales=_lr_scales(args.lr_scale), distortion=args.distortion,
             hard_patches=args.hard_patches,
             **({"checkpoint_every_s": args.checkpoint_every} if args.checkpoint_every is not None else {}),
             val_every=args.val_every, log_every=args.log_every,

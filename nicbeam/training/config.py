@@ -32,6 +32,10 @@ class TrainConfig:
     val_images: int = 12
     distortion: str = "mse"  # mse | ms-ssim (the model's lambdas must be chosen for it)
     entropy_lr_scale: float = 1.0  # LR multiplier for the entropy-model densities (they must sharpen a lot)
+    # LR multiplier per parameter-name prefix, e.g. {"slice_transforms.": 10}: a warm start (--init-from) can train
+    # the parameters it adds faster than those it copied (first matching prefix wins; the densities' own
+    # multiplier is ``entropy_lr_scale``)
+    lr_scales: dict[str, float] = field(default_factory=dict)
     snapshot_every: int = 0  # keep a copy of the checkpoint every N steps (snapshot-stepN.pt), 0: never
     # "bf16": the analysis/synthesis transforms run under bfloat16 autocast (CPUs with AVX512-BF16/AMX and GPUs:
     # ~1.5x faster steps measured here); latents, entropy models and the loss stay float32. Validation is float32.

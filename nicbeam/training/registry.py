@@ -34,6 +34,9 @@ def _builtin() -> None:
     from nicbeam.nn.checkerboard import CheckerboardHyperprior
 
     _FAMILIES.setdefault(CheckerboardHyperprior.family, CheckerboardHyperprior)
+    from nicbeam.nn.channel_context import ChannelContextHyperprior
+
+    _FAMILIES.setdefault(ChannelContextHyperprior.family, ChannelContextHyperprior)
 
 
 def available_families() -> list[str]:

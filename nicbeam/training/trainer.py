@@ -88,16 +88,24 @@ class Trainer:
         self.lambdas = torch.tensor(self.model.lambdas, dtype=torch.float32, device=self.device)
 
     def _param_groups(self):
-        """(main parameter groups, aux parameters). With ``entropy_lr_scale != 1`` the entropy-model
-        densities (``entropy_bottleneck.*``) form a second group trained at ``lr * entropy_lr_scale``."""
+        """(main parameter groups, aux parameters). Parameters whose name starts with a prefix of
+        ``lr_scales`` (or ``entropy_bottleneck.`` with ``entropy_lr_scale != 1``) form groups trained at
+        ``lr * scale``; a prefix that names no parameter is an error (a typo would silently do nothing)."""
         aux_names = set(getattr(self.model, "aux_parameter_names", lambda: [])())
         named = [(n, p) for n, p in self.model.named_parameters() if n not in aux_names]
         aux = [p for n, p in self.model.named_parameters() if n in aux_names]
-        if self.cfg.entropy_lr_scale == 1.0:
+        scales = {k: float(v) for k, v in self.cfg.lr_scales.items()}
+        if self.cfg.entropy_lr_scale != 1.0:
+            scales.setdefault("entropy_bottleneck.", self.cfg.entropy_lr_scale)
+        if not scales:
             return [p for _, p in named], aux
-        density = [p for n, p in named if n.startswith("entropy_bottleneck.")]
-        rest = [p for n, p in named if not n.startswith("entropy_bottleneck.")]
-        return [{"params": rest}, {"params": density, "lr_scale": self.cfg.entropy_lr_scale}], aux
+        unmatched = [k for k in scales if not any(n.startswith(k) for n, _ in named)]
+        if unmatched:
+            raise ValueError(f"LR scale prefixes {unmatched} name no parameter of {self.cfg.family}")
+        groups: dict[float, list] = {}  # first-seen order: the unscaled group first, as checkpoints expect
+        for n, p in named:
+            groups.setdefault(next((v for k, v in scales.items() if n.startswith(k)), 1.0), []).append(p)
+        return [{"params": ps, "lr_scale": scale} for scale, ps in groups.items()], aux
 
     @property
     def hardware(self) -> str:

@@ -1,0 +1,106 @@
+"""``charm-hyperprior``: mean-scale hyperprior with a channel-wise context model (Minnen & Singh 2020), exact
+entropy parameters on every platform, one fully parallel decoding pass per channel slice.
+
+Each tile's blob (range-coded words): z (hyper-latent, factorized integer tables, escapes flushed), then for
+each slice in order its symbols ``round(y - mean)`` grouped by scale index (index 0 first; inside a group in
+the raster order of (channel, position)) and their escapes. The decoder reads z, then slice after slice
+computes the slice's parameters from the hyperprior and the slices before it and reads its symbols. All
+parameters come from :mod:`nicbeam.entropy.channel_context_net` (integer networks), so they are bit-identical
+to the encoder's whatever its device, threads or batch; the synthesis runs in float64 as for the other learned
+codecs.
+
+``refine=N`` (encoder only, as for ``mbt2018-mean``): the latents are optimised against the entropy parameters
+of the *unrefined* latents (the slices' context frozen at the unrefined latents: the float slice transforms are
+not shipped), then coded with the exact parameters of the refined latents; the decoder is unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nicbeam.codecs.learned.base import LearnedCodec
+from nicbeam.codecs.learned.latents import TileLatents
+from nicbeam.entropy.channel_context_net import IntegerChannelContext
+from nicbeam.entropy.coder import Decoder, Encoder, TableSet
+from nicbeam.entropy.grouped import decode_grouped, decode_per_channel, encode_grouped, encode_per_channel
+from nicbeam.entropy.integer_net import scale_table, y_hat_fixed_point
+from nicbeam.nn.entropy_models import gaussian_likelihood
+
+
+class ChannelContextHyperpriorCodec(LearnedCodec):
+    name = "charm-hyperprior"
+    description = ("learned: mean-scale hyperprior + channel-wise context (Minnen & Singh 2020), integer "
+                   "entropy-parameter networks, one parallel decoding pass per slice, gain-unit variable rate")
+    weights_name = "charm-hyperprior"
+    downsampling = 64
+
+    def _setup(self, bundle) -> None:
+        t, ex = bundle.tensors, bundle.extras
+        ex["z_tables"] = TableSet.from_tensors(t, "tables.z")
+        ex["g_tables"] = TableSet.from_tensors(t, "tables.gauss")
+        ex["int_charm"] = IntegerChannelContext.from_tensors(t, "int_hs.", bundle.model.M)
+        if ex["int_charm"].slices != bundle.model.slices:
+            raise ValueError(f"weights hold {ex['int_charm'].slices} slice transforms, the model {bundle.model.slices}")
+        ex["scale_values"] = torch.from_numpy(scale_table()).to(torch.float32)  # scale of each scale index
+
+    def _slices(self, h: torch.Tensor, y: torch.Tensor):
+        """Symbols, means and scale indices of every slice of ``y`` (B, M, H, W), each (B, M, H, W), computing
+        slice after slice as the decoder does."""
+        net: IntegerChannelContext = self.bundle.extras["int_charm"]
+        k = net.k
+        symbols, means, indices, decoded = [], [], [], h.new_zeros((h.shape[0], 0, *h.shape[2:]))
+        for i in range(net.slices):
+            mu, idx = net.slice_parameters(h, i, decoded)
+            sym = torch.round(y[:, i * k : (i + 1) * k] - mu).to(torch.int64)
+            decoded = torch.cat([decoded, y_hat_fixed_point(sym, mu)], dim=1)
+            symbols.append(sym)
+            means.append(mu)
+            indices.append(idx)
+        return torch.cat(symbols, 1), torch.cat(means, 1), torch.cat(indices, 1)
+
+    def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor,
+                      latents_out: list[TileLatents] | None = None) -> list[bytes]:
+        ex, model = self.bundle.extras, self.model
+        net: IntegerChannelContext = ex["int_charm"]
+        y_dev = model.analysis(x, quality)
+        z = torch.round(model.h_a(y_dev)).cpu()
+        h = net.hyper(z)
+        symbols, means, idx = self._slices(h, y_dev.float().cpu())
+        if self.params["refine"]:  # against the parameters of the unrefined latents (module docstring)
+            center = means.to(y_dev.device)
+            scales = ex["scale_values"][idx].to(y_dev.device)
+            y_dev = self._refine(y_dev, x, quality, center, lambda y_tilde: -torch.log2(
+                gaussian_likelihood(y_tilde, scales, center)).sum(dim=(1, 2, 3)))
+            symbols, means, idx = self._slices(h, y_dev.float().cpu())  # the exact parameters of what is coded
+        zs = z.to(torch.int64).numpy()
+        k = net.k
+        blobs = []
+        for b in range(x.shape[0]):
+            enc = Encoder()
+            encode_per_channel(enc, zs[b], ex["z_tables"])
+            for i in range(net.slices):
+                part = slice(i * k, (i + 1) * k)
+                encode_grouped(enc, symbols[b, part].numpy().ravel(), idx[b, part].numpy().ravel(), ex["g_tables"])
+            blobs.append(enc.finish())
+            if latents_out is not None:  # y_hat as the decoder computes it: symbols + means in float32
+                latents_out.append(TileLatents((symbols[b].to(torch.float32) + means[b]).numpy(), symbols[b].numpy(), zs[b]))
+        return blobs
+
+    def _decode_tile_latents(self, blob: bytes, hp: int, wp: int, quality_index: int) -> TileLatents:
+        ex = self.bundle.extras
+        net: IntegerChannelContext = ex["int_charm"]
+        zh, zw = hp // 64, wp // 64
+        dec = Decoder(blob)
+        z = decode_per_channel(dec, zh * zw, ex["z_tables"]).reshape(1, -1, zh, zw)
+        h = net.hyper(torch.from_numpy(z.astype(np.float64)))
+        symbols, means = [], []
+        decoded = h.new_zeros((1, 0, hp // 16, wp // 16))
+        for i in range(net.slices):
+            mu, idx = net.slice_parameters(h, i, decoded)
+            sym = torch.from_numpy(decode_grouped(dec, idx[0].numpy().ravel(), ex["g_tables"]).reshape(idx.shape))
+            decoded = torch.cat([decoded, y_hat_fixed_point(sym, mu)], dim=1)
+            symbols.append(sym[0])
+            means.append(mu[0])
+        sym_all, mean_all = torch.cat(symbols), torch.cat(means)
+        return TileLatents((sym_all.to(torch.float32) + mean_all).numpy(), sym_all.numpy(), z[0].astype(np.int64))
