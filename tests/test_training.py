@@ -287,6 +287,12 @@ def test_train_with_autocast_records_it_and_the_warm_start_lineage(image_folder,
     assert recipe["hardware"] == "1 CPU thread(s)"  # of the training, not of the exporting process
     assert [(e["family"], e["step"], len(e["model_config"]["lambdas"])) for e in recipe["warm_start_lineage"]] == [
         ("mbt2018-mean", 2, 2)]
+    # a source run that is gone (say a run directory outside the repository) is named as such, not as an error
+    from nicbeam.training.export import warm_start_lineage
+
+    assert warm_start_lineage({"init_from": str(tmp_path / "gone" / "checkpoint.pt")}) == [
+        {"checkpoint": str(tmp_path / "gone" / "checkpoint.pt"),
+         "unavailable": "not found where the export ran (its recipe is that run's own record)"}]
 
 
 def test_ms_ssim_distortion_trains_and_records_recipe(tmp_path):

@@ -91,6 +91,9 @@ def warm_start_lineage(data: dict[str, Any], limit: int = 10) -> list[dict[str, 
             entry["train_time_wall_min"] = round(float(state.get("elapsed_s", 0.0)) / 60, 1)
             if "cpu_s" in state:
                 entry["train_time_cpu_min"] = round(float(state["cpu_s"]) / 60, 1)
+        except FileNotFoundError:  # e.g. a run directory outside the repository, gone since
+            entry["unavailable"] = "not found where the export ran (its recipe is that run's own record)"
+            break
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             entry["unavailable"] = f"{type(exc).__name__}: {exc}"
             break
