@@ -107,8 +107,9 @@ def rnn_rows(name: str, weights: Path, images: list[np.ndarray], threads: int, t
     curve = [{"setting": f"quality={k}", **{m: mean[k][m] for m in ("bpp", "ms_ssim", "psnr_hvs", "psnr")}}
              for k in mean]
     raw_curve = [{**point, "bpp": mean[k]["raw_bpp"]} for k, point in zip(mean, curve)]
-    return ({"row": name, "curve": curve, **speed},
-            {"row": f"{name} raw bits (no entropy coding)", "curve": raw_curve, **speed})
+    digest = codec.model_digest.hex()  # which weights were measured (record_sidecars checks it)
+    return ({"row": name, "curve": curve, "sha256": digest, **speed},
+            {"row": f"{name} raw bits (no entropy coding)", "curve": raw_curve, "sha256": digest, **speed})
 
 
 def jpeg_row(subsampling: str, images: list[np.ndarray]) -> dict:
@@ -189,6 +190,38 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def record_sidecars(result: dict, folder: Path, out: Path) -> list[str]:
+    """Write each measured variant's Kodak figures (per iteration, AUCs, the JPEG rows of the same run) into its
+    weights sidecar ``folder/<variant>.json``, as the hyperprior sidecars carry theirs; only where the sidecar's
+    SHA-256 is the digest of the weights measured (rows of runs before the digest was kept are skipped).
+    Returns the variants recorded."""
+    rows = {row["row"]: row for row in result["rows"]}
+    jpeg = {name: {"ms_ssim_auc": round(rows[name]["ms_ssim_auc"], 4), "psnr_hvs_auc": round(rows[name]["psnr_hvs_auc"], 2)}
+            for name in ("jpeg 4:2:0", "jpeg 4:4:4") if name in rows}
+    done = []
+    for name, row in rows.items():
+        sidecar_path = folder / f"{name}.json"
+        if name.startswith("jpeg") or "raw bits" in name or not sidecar_path.exists():
+            continue
+        sidecar = json.loads(sidecar_path.read_text())
+        if sidecar.get("sha256") != row.get("sha256"):
+            continue
+        raw = rows[f"{name} raw bits (no entropy coding)"]
+        sidecar["kodak"] = {
+            "images": int(result["header"].split("Kodak, ")[1].split(" images")[0]),
+            "source": f"benchmarks/bench_rnn_table.py ({out.with_suffix('.md').name}): {result['header']}",
+            "ms_ssim_auc": round(row["ms_ssim_auc"], 4), "psnr_hvs_auc": round(row["psnr_hvs_auc"], 2),
+            "raw_bits_ms_ssim_auc": round(raw["ms_ssim_auc"], 4), "raw_bits_psnr_hvs_auc": round(raw["psnr_hvs_auc"], 2),
+            "same_run": jpeg, "encode_mp_s": row["encode_mp_s"], "decode_mp_s": row["decode_mp_s"],
+            "results": [{"iterations": k, "bpp": round(p["bpp"], 4), "raw_bpp": round(q["bpp"], 4),
+                         "ms_ssim": round(p["ms_ssim"], 5), "psnr_hvs": round(p["psnr_hvs"], 3), "psnr": round(p["psnr"], 3)}
+                        for k, (p, q) in enumerate(zip(row["curve"], raw["curve"]), 1)],
+        }
+        sidecar_path.write_text(json.dumps(sidecar, indent=1) + "\n")
+        done.append(name)
+    return done
+
+
 def main() -> None:
     from PIL import Image
 
@@ -204,8 +237,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--timed-images", type=int, default=4, help="RNN decode speed from this many images")
     ap.add_argument("--out", type=Path, default=RESULTS / "rnn-table", help="writes OUT.json, OUT.md, OUT.png")
+    ap.add_argument("--record-sidecar", action="store_true",
+                    help="write each variant's figures into its weights sidecar (where the digest matches)")
+    ap.add_argument("--record-from", type=Path, default=None, metavar="OUT.json",
+                    help="only record the figures of an earlier run's OUT.json into the sidecars, measure nothing")
     args = ap.parse_args()
     folder = args.weights_dir or weights_dir()
+    if args.record_from:
+        done = record_sidecars(json.loads(args.record_from.read_text()), folder, args.record_from)
+        print(f"recorded Kodak figures in the sidecars of: {', '.join(done) or 'none (no sidecar with that digest)'}")
+        return
     if args.variants == "none":  # JPEG rows only (e.g. to check them against the paper on all 24 images)
         names = []
     else:
@@ -229,6 +270,9 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps({"header": header, "rows": rows}, indent=1) + "\n")
     plot(rows, args.out.with_suffix(".png"))
     print(f"wrote {args.out}.md/.json/.png")
+    if args.record_sidecar:
+        done = record_sidecars({"header": header, "rows": rows}, folder, args.out)
+        print(f"recorded Kodak figures in the sidecars of: {', '.join(done) or 'none'}")
 
 
 if __name__ == "__main__":
