@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from nicbeam.codecs.learned.base import LearnedCodec
+from nicbeam.codecs.learned.hyperprior import refine_against, setup_mean_scale_tables
 from nicbeam.codecs.learned.latents import TileLatents
 from nicbeam.entropy.channel_context_net import IntegerChannelContext
-from nicbeam.entropy.coder import Decoder, Encoder, TableSet
+from nicbeam.entropy.coder import Decoder, Encoder
 from nicbeam.entropy.grouped import decode_grouped, decode_per_channel, encode_grouped, encode_per_channel
-from nicbeam.entropy.integer_net import scale_table, y_hat_fixed_point
-from nicbeam.nn.entropy_models import gaussian_likelihood
+from nicbeam.entropy.integer_net import y_hat_fixed_point
 
 
 class ChannelContextHyperpriorCodec(LearnedCodec):
@@ -36,13 +36,11 @@ class ChannelContextHyperpriorCodec(LearnedCodec):
     downsampling = 64
 
     def _setup(self, bundle) -> None:
-        t, ex = bundle.tensors, bundle.extras
-        ex["z_tables"] = TableSet.from_tensors(t, "tables.z")
-        ex["g_tables"] = TableSet.from_tensors(t, "tables.gauss")
-        ex["int_charm"] = IntegerChannelContext.from_tensors(t, "int_hs.", bundle.model.M)
-        if ex["int_charm"].slices != bundle.model.slices:
-            raise ValueError(f"weights hold {ex['int_charm'].slices} slice transforms, the model {bundle.model.slices}")
-        ex["scale_values"] = torch.from_numpy(scale_table()).to(torch.float32)  # scale of each scale index
+        setup_mean_scale_tables(bundle)
+        net = IntegerChannelContext.from_tensors(bundle.tensors, "int_hs.", bundle.model.M)
+        if net.slices != bundle.model.slices:
+            raise ValueError(f"weights hold {net.slices} slice transforms, the model {bundle.model.slices}")
+        bundle.extras["int_charm"] = net
 
     def _slices(self, h: torch.Tensor, y: torch.Tensor):
         """Symbols, means and scale indices of every slice of ``y`` (B, M, H, W), each (B, M, H, W), computing
@@ -68,10 +66,7 @@ class ChannelContextHyperpriorCodec(LearnedCodec):
         h = net.hyper(z)
         symbols, means, idx = self._slices(h, y_dev.float().cpu())
         if self.params["refine"]:  # against the parameters of the unrefined latents (module docstring)
-            center = means.to(y_dev.device)
-            scales = ex["scale_values"][idx].to(y_dev.device)
-            y_dev = self._refine(y_dev, x, quality, center, lambda y_tilde: -torch.log2(
-                gaussian_likelihood(y_tilde, scales, center)).sum(dim=(1, 2, 3)))
+            y_dev = refine_against(self, y_dev, x, quality, means, idx)
             symbols, means, idx = self._slices(h, y_dev.float().cpu())  # the exact parameters of what is coded
         zs = z.to(torch.int64).numpy()
         k = net.k

@@ -21,12 +21,11 @@ import torch
 
 from nicbeam.codecs.learned.base import LearnedCodec
 from nicbeam.codecs.learned.latents import TileLatents
+from nicbeam.codecs.learned.hyperprior import refine_against, setup_mean_scale_tables
 from nicbeam.entropy.checkerboard_net import IntegerCheckerboard, y_hat_fixed_point
-from nicbeam.entropy.coder import Decoder, Encoder, TableSet
+from nicbeam.entropy.coder import Decoder, Encoder
 from nicbeam.entropy.grouped import decode_grouped, decode_per_channel, encode_grouped, encode_per_channel
-from nicbeam.entropy.integer_net import scale_table
 from nicbeam.nn.checkerboard import anchor_mask
-from nicbeam.nn.entropy_models import gaussian_likelihood
 
 
 class CheckerboardHyperpriorCodec(LearnedCodec):
@@ -37,11 +36,8 @@ class CheckerboardHyperpriorCodec(LearnedCodec):
     downsampling = 64
 
     def _setup(self, bundle) -> None:
-        t, ex = bundle.tensors, bundle.extras
-        ex["z_tables"] = TableSet.from_tensors(t, "tables.z")
-        ex["g_tables"] = TableSet.from_tensors(t, "tables.gauss")
-        ex["int_ckbd"] = IntegerCheckerboard.from_tensors(t, "int_hs.", bundle.model.M)
-        ex["scale_values"] = torch.from_numpy(scale_table()).to(torch.float32)  # scale of each scale index
+        setup_mean_scale_tables(bundle)
+        bundle.extras["int_ckbd"] = IntegerCheckerboard.from_tensors(bundle.tensors, "int_hs.", bundle.model.M)
 
     def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor,
                       latents_out: list[TileLatents] | None = None) -> list[bytes]:
@@ -60,10 +56,8 @@ class CheckerboardHyperpriorCodec(LearnedCodec):
 
         sym_a, means_n, idx_n = second_pass(y_dev.float().cpu())
         if self.params["refine"]:  # against the parameters of the unrefined latents (module docstring)
-            means = _full_map(anchors, means_a, means_n).to(y_dev.device)
-            scales = ex["scale_values"][_full_map(anchors, idx_a, idx_n)].to(y_dev.device)
-            y_dev = self._refine(y_dev, x, quality, means, lambda y_tilde: -torch.log2(
-                gaussian_likelihood(y_tilde, scales, means)).sum(dim=(1, 2, 3)))
+            y_dev = refine_against(self, y_dev, x, quality, _full_map(anchors, means_a, means_n),
+                                   _full_map(anchors, idx_a, idx_n))
             sym_a, means_n, idx_n = second_pass(y_dev.float().cpu())  # the exact parameters of what is coded
         y = y_dev.float().cpu()
         sym_n = torch.round(y[:, :, others] - means_n).to(torch.int64)

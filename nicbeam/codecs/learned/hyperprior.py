@@ -20,6 +20,25 @@ from nicbeam.entropy.integer_net import IntegerHyperSynthesis, scale_table
 from nicbeam.nn.entropy_models import gaussian_likelihood
 
 
+def setup_mean_scale_tables(bundle) -> None:
+    """What every mean-scale hyperprior codec codes with, into ``bundle.extras``: z's factorized tables, the
+    Gaussian tables of the scale indices, and each scale index's scale (for ``refine``)."""
+    ex = bundle.extras
+    ex["z_tables"] = TableSet.from_tensors(bundle.tensors, "tables.z")
+    ex["g_tables"] = TableSet.from_tensors(bundle.tensors, "tables.gauss")
+    ex["scale_values"] = torch.from_numpy(scale_table()).to(torch.float32)  # scale of each scale index
+
+
+def refine_against(codec: LearnedCodec, y: torch.Tensor, x: torch.Tensor, quality: torch.Tensor,
+                   means: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``y`` refined (``codec.params["refine"]`` steps) against the Gaussian rate of fixed entropy parameters
+    (means, scale indices; on the CPU), the ones the decoder computes for the unrefined latents."""
+    dev_means = means.to(y.device)
+    scales = codec.bundle.extras["scale_values"][indices].to(y.device)
+    return codec._refine(y, x, quality, dev_means, lambda y_tilde: -torch.log2(
+        gaussian_likelihood(y_tilde, scales, dev_means)).sum(dim=(1, 2, 3)))
+
+
 class MeanScaleHyperpriorCodec(LearnedCodec):
     name = "mbt2018-mean"
     description = "learned: Minnen 2018 mean-scale hyperprior, integer hyper-synthesis, gain-unit variable rate"
@@ -27,12 +46,8 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
     downsampling = 64
 
     def _setup(self, bundle) -> None:
-        t = bundle.tensors
-        ex = bundle.extras
-        ex["z_tables"] = TableSet.from_tensors(t, "tables.z")
-        ex["g_tables"] = TableSet.from_tensors(t, "tables.gauss")
-        ex["int_hs"] = IntegerHyperSynthesis.from_tensors(t, "int_hs.")
-        ex["scale_values"] = torch.from_numpy(scale_table()).to(torch.float32)  # scale of each scale index
+        setup_mean_scale_tables(bundle)
+        bundle.extras["int_hs"] = IntegerHyperSynthesis.from_tensors(bundle.tensors, "int_hs.")
 
     def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor,
                       latents_out: list[TileLatents] | None = None) -> list[bytes]:
@@ -41,10 +56,7 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
         z = torch.round(model.h_a(y)).cpu()
         means, idx = ex["int_hs"].entropy_parameters(z, model.M)
         if self.params["refine"]:  # y given z: the entropy parameters stay those the decoder will compute
-            dev_means = means.to(y.device)
-            scales = ex["scale_values"][idx].to(y.device)
-            y = self._refine(y, x, quality, dev_means, lambda y_tilde: -torch.log2(
-                gaussian_likelihood(y_tilde, scales, dev_means)).sum(dim=(1, 2, 3)))
+            y = refine_against(self, y, x, quality, means, idx)
         sym = torch.round(y.float().cpu() - means).to(torch.int64).numpy()
         zs = z.to(torch.int64).numpy()
         idx = idx.numpy()
