@@ -102,7 +102,7 @@ class Trainer:
         unmatched = [k for k in scales if not any(n.startswith(k) for n, _ in named)]
         if unmatched:
             raise ValueError(f"LR scale prefixes {unmatched} name no parameter of {self.cfg.family}")
-        groups: dict[float, list] = {}  # first-seen order: the unscaled group first, as checkpoints expect
+        groups: dict[float, list] = {}  # first-seen order: with entropy_lr_scale alone, [rest, densities] as before
         for n, p in named:
             groups.setdefault(next((v for k, v in scales.items() if n.startswith(k)), 1.0), []).append(p)
         return [{"params": ps, "lr_scale": scale} for scale, ps in groups.items()], aux
