@@ -385,4 +385,5 @@ def test_lr_scales_train_the_added_parameters_faster(image_folder, tmp_path):
         Trainer(TrainConfig(family="charm-hyperprior", model_config=config, lr_scales={"context.": 10.0}, data=data),
                 train, None, tmp_path / "bad", log=lambda m: None)
     with pytest.raises(SystemExit, match="PREFIX=FACTOR"):
-        main(["train", "--run-dir", str(tmp_path / "cli"), "--family", "charm-hyperprior", "--lr-scale", "slice_transforms."])
+        main(["train", "--run-dir", str(tmp_path / "cli"), "--family", "charm-hyperprior", "--data", str(image_folder),
+              "--lr-scale", "slice_transforms."])
