@@ -194,6 +194,7 @@ def record_sidecars(result: dict, folder: Path, out: Path) -> list[str]:
     """Write each measured variant's Kodak figures (per iteration, AUCs, the JPEG rows of the same run) into its
     weights sidecar ``folder/<variant>.json``, as the hyperprior sidecars carry theirs; only where the sidecar's
     SHA-256 is the digest of the weights measured (rows of runs before the digest was kept are skipped).
+    ``result``: a run's OUT.json (header, image count, rows with their AUCs).
     Returns the variants recorded."""
     rows = {row["row"]: row for row in result["rows"]}
     jpeg = {name: {"ms_ssim_auc": round(rows[name]["ms_ssim_auc"], 4), "psnr_hvs_auc": round(rows[name]["psnr_hvs_auc"], 2)}
@@ -208,7 +209,7 @@ def record_sidecars(result: dict, folder: Path, out: Path) -> list[str]:
             continue
         raw = rows[f"{name} raw bits (no entropy coding)"]
         sidecar["kodak"] = {
-            "images": int(result["header"].split("Kodak, ")[1].split(" images")[0]),
+            "images": result["images"],
             "source": f"benchmarks/bench_rnn_table.py ({out.with_suffix('.md').name}): {result['header']}",
             "ms_ssim_auc": round(row["ms_ssim_auc"], 4), "psnr_hvs_auc": round(row["psnr_hvs_auc"], 2),
             "raw_bits_ms_ssim_auc": round(raw["ms_ssim_auc"], 4), "raw_bits_psnr_hvs_auc": round(raw["psnr_hvs_auc"], 2),
@@ -267,11 +268,12 @@ def main() -> None:
     print(header + "\n\n" + text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(header + "\n\n" + text + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"header": header, "rows": rows}, indent=1) + "\n")
+    result = {"header": header, "images": len(images), "rows": rows}
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     plot(rows, args.out.with_suffix(".png"))
     print(f"wrote {args.out}.md/.json/.png")
     if args.record_sidecar:
-        done = record_sidecars({"header": header, "rows": rows}, folder, args.out)
+        done = record_sidecars(result, folder, args.out)
         print(f"recorded Kodak figures in the sidecars of: {', '.join(done) or 'none'}")
 
 

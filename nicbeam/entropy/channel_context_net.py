@@ -23,6 +23,12 @@ from nicbeam.entropy.integer_net import (
 )
 
 
+def mean_scale_slice(params: torch.Tensor, i: int, k: int, m: int) -> torch.Tensor:
+    """Slice ``i`` (channels ``i*k .. i*k+k-1``) of a (B, 2M, ...) means-then-log-scales tensor, as (B, 2k, ...):
+    its means, then its log-scales; the layout of both the float model's and the integer network's parameters."""
+    return torch.cat([params[:, i * k : (i + 1) * k], params[:, m + i * k : m + (i + 1) * k]], dim=1)
+
+
 def quantise_channel_context(model, zs: torch.Tensor, slice_inputs: list[torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The integer stacks of ``model`` (a ChannelContextHyperprior), calibrated on hyper-latents ``zs`` and on
     each slice transform's float inputs ``slice_inputs[i]`` (``cat(h_s(z), y_hat of slices < i)``)."""
@@ -79,7 +85,6 @@ class IntegerChannelContext:
         x = torch.cat([requantize(h, self.hs.out_frac, net.in_frac),
                        requantize(previous_q.to(torch.int64), MEAN_FRAC_BITS, net.in_frac)], dim=1)
         acc = net(x)
-        k, m = self.k, self.M
-        h_slice = torch.cat([h[:, i * k : (i + 1) * k], h[:, m + i * k : m + (i + 1) * k]], dim=1)
+        h_slice = mean_scale_slice(h, i, self.k, self.M)
         params = requantize(h_slice, self.hs.out_frac, COMBINE_FRAC_BITS) + requantize(acc, net.out_frac, COMBINE_FRAC_BITS)
-        return mean_scale_from_accumulator(params, COMBINE_FRAC_BITS, k)
+        return mean_scale_from_accumulator(params, COMBINE_FRAC_BITS, self.k)

@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from nicbeam.entropy.channel_context_net import mean_scale_slice
 from nicbeam.nn.layers import ste_round
 from nicbeam.nn.models import DEFAULT_LAMBDAS, MeanScaleHyperprior
 
@@ -68,16 +69,11 @@ class ChannelContextHyperprior(MeanScaleHyperprior):
     def slice_channels(self) -> int:
         return self.M // self.slices
 
-    def hyper_slice(self, hyper: torch.Tensor, i: int) -> torch.Tensor:
-        """The hyperprior's (means, log-scales) of slice ``i``: (B, 2k, H, W)."""
-        k = self.slice_channels
-        return torch.cat([hyper[:, i * k : (i + 1) * k], hyper[:, self.M + i * k : self.M + (i + 1) * k]], dim=1)
-
     def slice_parameters(self, hyper: torch.Tensor, i: int, previous: torch.Tensor) -> torch.Tensor:
         """(means, log-scales) of slice ``i`` as one (B, 2k, H, W) tensor, from the hyperprior features and the
         decoded slices before it (``previous``: (B, i*k, H, W) y_hat)."""
         residual = self.slice_transforms[i](torch.cat([hyper, previous], dim=1))
-        return self.hyper_slice(hyper, i) + residual
+        return mean_scale_slice(hyper, i, self.slice_channels, self.M) + residual
 
     def latent_parameters(self, y: torch.Tensor, hyper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(means, log-scales) of all M channels, slice after slice; each slice's context is the earlier slices

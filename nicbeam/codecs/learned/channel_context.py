@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from nicbeam.codecs.learned.base import LearnedCodec
-from nicbeam.codecs.learned.hyperprior import refine_against, setup_mean_scale_tables
+from nicbeam.codecs.learned.hyperprior import read_hyper_latent, refine_against, setup_mean_scale_tables
 from nicbeam.codecs.learned.latents import TileLatents
 from nicbeam.entropy.channel_context_net import IntegerChannelContext
 from nicbeam.entropy.coder import Decoder, Encoder
-from nicbeam.entropy.grouped import decode_grouped, decode_per_channel, encode_grouped, encode_per_channel
+from nicbeam.entropy.grouped import decode_grouped, encode_grouped, encode_per_channel
 from nicbeam.entropy.integer_net import y_hat_fixed_point
 
 
@@ -42,20 +42,25 @@ class ChannelContextHyperpriorCodec(LearnedCodec):
             raise ValueError(f"weights hold {net.slices} slice transforms, the model {bundle.model.slices}")
         bundle.extras["int_charm"] = net
 
-    def _slices(self, h: torch.Tensor, y: torch.Tensor):
-        """Symbols, means and scale indices of every slice of ``y`` (B, M, H, W), each (B, M, H, W), computing
-        slice after slice as the decoder does."""
+    def _slices(self, h: torch.Tensor, symbols_of):
+        """Symbols, means and scale indices of every slice, each (B, M, H, W), slice after slice: slice ``i``'s
+        parameters from ``h`` and the slices before it, then its symbols from ``symbols_of(i, means, indices)``
+        (the encoder rounds its latents, the decoder reads the range coder), so both run the same passes."""
         net: IntegerChannelContext = self.bundle.extras["int_charm"]
-        k = net.k
         symbols, means, indices, decoded = [], [], [], h.new_zeros((h.shape[0], 0, *h.shape[2:]))
         for i in range(net.slices):
             mu, idx = net.slice_parameters(h, i, decoded)
-            sym = torch.round(y[:, i * k : (i + 1) * k] - mu).to(torch.int64)
+            sym = symbols_of(i, mu, idx)
             decoded = torch.cat([decoded, y_hat_fixed_point(sym, mu)], dim=1)
             symbols.append(sym)
             means.append(mu)
             indices.append(idx)
         return torch.cat(symbols, 1), torch.cat(means, 1), torch.cat(indices, 1)
+
+    def _encode_slices(self, h: torch.Tensor, y: torch.Tensor):
+        """``_slices`` of the latents ``y`` (B, M, H, W) as the encoder codes them: ``round(y - mean)``."""
+        k = self.bundle.extras["int_charm"].k
+        return self._slices(h, lambda i, mu, idx: torch.round(y[:, i * k : (i + 1) * k] - mu).to(torch.int64))
 
     def _encode_tiles(self, x: torch.Tensor, quality: torch.Tensor,
                       latents_out: list[TileLatents] | None = None) -> list[bytes]:
@@ -64,10 +69,10 @@ class ChannelContextHyperpriorCodec(LearnedCodec):
         y_dev = model.analysis(x, quality)
         z = torch.round(model.h_a(y_dev)).cpu()
         h = net.hyper(z)
-        symbols, means, idx = self._slices(h, y_dev.float().cpu())
+        symbols, means, idx = self._encode_slices(h, y_dev.float().cpu())
         if self.params["refine"]:  # against the parameters of the unrefined latents (module docstring)
             y_dev = refine_against(self, y_dev, x, quality, means, idx)
-            symbols, means, idx = self._slices(h, y_dev.float().cpu())  # the exact parameters of what is coded
+            symbols, means, idx = self._encode_slices(h, y_dev.float().cpu())  # the exact parameters of what is coded
         zs = z.to(torch.int64).numpy()
         k = net.k
         blobs = []
@@ -84,18 +89,9 @@ class ChannelContextHyperpriorCodec(LearnedCodec):
 
     def _decode_tile_latents(self, blob: bytes, hp: int, wp: int, quality_index: int) -> TileLatents:
         ex = self.bundle.extras
-        net: IntegerChannelContext = ex["int_charm"]
-        zh, zw = hp // 64, wp // 64
         dec = Decoder(blob)
-        z = decode_per_channel(dec, zh * zw, ex["z_tables"]).reshape(1, -1, zh, zw)
-        h = net.hyper(torch.from_numpy(z.astype(np.float64)))
-        symbols, means = [], []
-        decoded = h.new_zeros((1, 0, hp // 16, wp // 16))
-        for i in range(net.slices):
-            mu, idx = net.slice_parameters(h, i, decoded)
-            sym = torch.from_numpy(decode_grouped(dec, idx[0].numpy().ravel(), ex["g_tables"]).reshape(idx.shape))
-            decoded = torch.cat([decoded, y_hat_fixed_point(sym, mu)], dim=1)
-            symbols.append(sym[0])
-            means.append(mu[0])
-        sym_all, mean_all = torch.cat(symbols), torch.cat(means)
-        return TileLatents((sym_all.to(torch.float32) + mean_all).numpy(), sym_all.numpy(), z[0].astype(np.int64))
+        z = read_hyper_latent(dec, hp, wp, ex["z_tables"])
+        h = ex["int_charm"].hyper(torch.from_numpy(z.astype(np.float64)))
+        symbols, means, _ = self._slices(h, lambda i, mu, idx: torch.from_numpy(
+            decode_grouped(dec, idx[0].numpy().ravel(), ex["g_tables"]).reshape(idx.shape)))
+        return TileLatents((symbols[0].to(torch.float32) + means[0]).numpy(), symbols[0].numpy(), z[0].astype(np.int64))

@@ -21,10 +21,10 @@ import torch
 
 from nicbeam.codecs.learned.base import LearnedCodec
 from nicbeam.codecs.learned.latents import TileLatents
-from nicbeam.codecs.learned.hyperprior import refine_against, setup_mean_scale_tables
+from nicbeam.codecs.learned.hyperprior import read_hyper_latent, refine_against, setup_mean_scale_tables
 from nicbeam.entropy.checkerboard_net import IntegerCheckerboard, y_hat_fixed_point
 from nicbeam.entropy.coder import Decoder, Encoder
-from nicbeam.entropy.grouped import decode_grouped, decode_per_channel, encode_grouped, encode_per_channel
+from nicbeam.entropy.grouped import decode_grouped, encode_grouped, encode_per_channel
 from nicbeam.nn.checkerboard import anchor_mask
 
 
@@ -76,9 +76,8 @@ class CheckerboardHyperpriorCodec(LearnedCodec):
     def _decode_tile_latents(self, blob: bytes, hp: int, wp: int, quality_index: int) -> TileLatents:
         ex = self.bundle.extras
         net: IntegerCheckerboard = ex["int_ckbd"]
-        zh, zw = hp // 64, wp // 64
         dec = Decoder(blob)
-        z = decode_per_channel(dec, zh * zw, ex["z_tables"]).reshape(1, -1, zh, zw)
+        z = read_hyper_latent(dec, hp, wp, ex["z_tables"])
         h = net.hyper(torch.from_numpy(z.astype(np.float64)))
         anchors = anchor_mask(hp // 16, wp // 16)[0, 0]
         means_a, idx_a = net.anchor_parameters(h, anchors)

@@ -29,6 +29,13 @@ def setup_mean_scale_tables(bundle) -> None:
     ex["scale_values"] = torch.from_numpy(scale_table()).to(torch.float32)  # scale of each scale index
 
 
+def read_hyper_latent(dec: Decoder, hp: int, wp: int, tables: TableSet) -> np.ndarray:
+    """The hyper-latent z (1, N, hp/64, wp/64) int64 of a tile of padded size hp x wp, read from the start of its
+    blob (channel after channel, then its escapes), as every mean-scale hyperprior codec writes it."""
+    zh, zw = hp // 64, wp // 64
+    return decode_per_channel(dec, zh * zw, tables).reshape(1, -1, zh, zw)
+
+
 def refine_against(codec: LearnedCodec, y: torch.Tensor, x: torch.Tensor, quality: torch.Tensor,
                    means: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """``y`` refined (``codec.params["refine"]`` steps) against the Gaussian rate of fixed entropy parameters
@@ -73,10 +80,8 @@ class MeanScaleHyperpriorCodec(LearnedCodec):
 
     def _decode_tile_latents(self, blob: bytes, hp: int, wp: int, quality_index: int) -> TileLatents:
         ex, model = self.bundle.extras, self.model
-        zh, zw = hp // 64, wp // 64
         dec = Decoder(blob)
-        z = decode_per_channel(dec, zh * zw, ex["z_tables"])
-        z = torch.from_numpy(z.reshape(1, -1, zh, zw).astype(np.float64))
+        z = torch.from_numpy(read_hyper_latent(dec, hp, wp, ex["z_tables"]).astype(np.float64))
         means, idx = ex["int_hs"].entropy_parameters(z, model.M)
         symbols = decode_grouped(dec, idx[0].numpy().ravel(), ex["g_tables"]).reshape(means.shape[1:])
         y_hat = torch.from_numpy(symbols.astype(np.float32)) + means[0]
