@@ -60,11 +60,15 @@ def smooth_field(seed: int, h: int, w: int):
     return torch.nn.functional.interpolate(low, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)[0]
 
 
-def rate_trained_model(family: str, prefixes: tuple[str, ...], steps: int = 50):
-    """A tiny model of ``family`` whose parameters named ``prefixes*`` (its entropy model) were trained ``steps``
-    Adam steps (LR 5e-3) on the rate alone of smooth fields at random qualities; latents of about a unit."""
+def rate_trained_codec(family: str, prefixes: tuple[str, ...], path, steps: int = 50):
+    """(codec, y, z): a tiny model of ``family`` whose parameters named ``prefixes*`` (its entropy model) were
+    trained ``steps`` Adam steps (LR 5e-3) on the rate alone of smooth fields at random qualities (latents of about
+    a unit), exported to ``path`` and loaded as its codec (quality 3); with the latents ``y`` and rounded
+    hyper-latents ``z`` of two other 256x256 smooth fields at that quality, for coding them for real."""
     import torch
 
+    from nicbeam.codecs.registry import get_codec
+    from nicbeam.training.export import write_weights
     from nicbeam.training.registry import build_model
 
     torch.manual_seed(0)
@@ -81,4 +85,20 @@ def rate_trained_model(family: str, prefixes: tuple[str, ...], steps: int = 50):
         opt.zero_grad()
         (bits / x[:, 0].numel()).backward()
         opt.step()
-    return model
+    write_weights(model, path, calibration=torch.stack([smooth_field(1000 + i, 64, 64) for i in range(2)]))
+    codec = get_codec(family, weights=path, device="cpu", quality=3, tile=256)
+    x = torch.stack([smooth_field(5000 + i, 256, 256) for i in range(2)])
+    with torch.no_grad():
+        y = codec.model.analysis(x, torch.full((2,), 2))
+        z = torch.round(codec.model.h_a(y))
+    return codec, y, z
+
+
+def range_coded_bytes(symbols, indices, tables) -> int:
+    """Bytes of ``symbols`` range-coded with the Gaussian table of each one's scale index (the codecs' layout)."""
+    from nicbeam.entropy.coder import Encoder
+    from nicbeam.entropy.grouped import encode_grouped
+
+    enc = Encoder()
+    encode_grouped(enc, symbols.long().numpy().ravel(), indices.numpy().ravel(), tables)
+    return len(enc.finish())

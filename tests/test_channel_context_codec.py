@@ -12,12 +12,12 @@ torch = pytest.importorskip("torch")
 
 from nicbeam.codecs.learned.channel_context import ChannelContextHyperpriorCodec  # noqa: E402
 from nicbeam.entropy.channel_context_net import IntegerChannelContext  # noqa: E402
-from nicbeam.entropy.coder import Encoder  # noqa: E402
-from nicbeam.entropy.grouped import encode_grouped  # noqa: E402
 from nicbeam.entropy.integer_net import mean_scale_from_accumulator, scale_table, y_hat_fixed_point  # noqa: E402
 from nicbeam.nn.channel_context import ChannelContextHyperprior  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402
-from tests.learned_helpers import TINY_CONTEXT_CONFIGS, rate_trained_model, smooth_field, tiny_context_model  # noqa: E402
+from tests.learned_helpers import (  # noqa: E402
+    TINY_CONTEXT_CONFIGS, range_coded_bytes, rate_trained_codec, smooth_field, tiny_context_model,
+)
 
 FAMILY = "charm-hyperprior"
 TINY = TINY_CONTEXT_CONFIGS[FAMILY]
@@ -89,23 +89,14 @@ def test_context_lowers_the_rate_of_the_later_slices(tmp_path):
     """Entropy model (h_s, slice transforms) of a tiny model trained 50 steps on the rate of smooth images: the
     slices after the first, range-coded for real, take fewer bytes with their parameters than the same latents
     coded with the hyperprior's parameters alone."""
-    model = rate_trained_model(FAMILY, ("h_s.", "slice_transforms."))
-    path = tmp_path / "ctx.safetensors"
-    write_weights(model, path, calibration=torch.stack([smooth_field(1000 + i, 64, 64) for i in range(2)]))
-    codec = ChannelContextHyperpriorCodec(weights=path, device="cpu", quality=3, tile=256)
+    codec, y, z = rate_trained_codec(FAMILY, ("h_s.", "slice_transforms."), tmp_path / "ctx.safetensors")
     net, tables = codec.bundle.extras["int_charm"], codec.bundle.extras["g_tables"]
-    x = torch.stack([smooth_field(5000 + i, 256, 256) for i in range(2)])
-    with torch.no_grad():
-        y = codec.model.analysis(x, torch.full((2,), 2))
-        z = torch.round(codec.model.h_a(y))
     h = net.hyper(z)
     later = slice(net.k, None)
     hyper_means, hyper_idx = mean_scale_from_accumulator(h, net.hs.out_frac, net.M)
 
     def coded_bytes(means: torch.Tensor, idx: torch.Tensor) -> int:
-        enc = Encoder()
-        encode_grouped(enc, torch.round(y[:, later] - means).long().numpy().ravel(), idx.numpy().ravel(), tables)
-        return len(enc.finish())
+        return range_coded_bytes(torch.round(y[:, later] - means), idx, tables)
 
     slices = _all_slices(net, z, y)[1:]
     with_context = coded_bytes(torch.cat([s[0] for s in slices], 1), torch.cat([s[1] for s in slices], 1))

@@ -15,13 +15,13 @@ Image = pytest.importorskip("PIL.Image")
 
 from nicbeam.codecs.learned.checkerboard import CheckerboardHyperpriorCodec  # noqa: E402
 from nicbeam.entropy.checkerboard_net import y_hat_fixed_point  # noqa: E402
-from nicbeam.entropy.coder import Encoder  # noqa: E402
-from nicbeam.entropy.grouped import encode_grouped  # noqa: E402
 from nicbeam.entropy.integer_net import scale_table  # noqa: E402
 from nicbeam.nn.checkerboard import CheckerboardHyperprior, anchor_mask  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402
 from nicbeam.training.registry import build_model  # noqa: E402
-from tests.learned_helpers import TINY_CONTEXT_CONFIGS, rate_trained_model, smooth_field, tiny_context_model  # noqa: E402
+from tests.learned_helpers import (  # noqa: E402
+    TINY_CONTEXT_CONFIGS, range_coded_bytes, rate_trained_codec, smooth_field, tiny_context_model,
+)
 
 TINY = TINY_CONTEXT_CONFIGS["ckbd-hyperprior"]
 
@@ -129,15 +129,9 @@ def test_context_lowers_the_non_anchor_rate(tmp_path):
     """Entropy model (h_s, context, entropy parameters) of a tiny model trained 50 steps on the rate of smooth
     images: the non-anchors, range-coded for real, take fewer bytes with their context than the same latents
     coded with the hyperprior's parameters alone (the anchors' pass)."""
-    model = rate_trained_model("ckbd-hyperprior", ("h_s.", "context.", "entropy_parameters."))
-    path = tmp_path / "ctx.safetensors"
-    write_weights(model, path, calibration=torch.stack([smooth_field(1000 + i, 64, 64) for i in range(2)]))
-    codec = CheckerboardHyperpriorCodec(weights=path, device="cpu", quality=3, tile=256)
+    codec, y, z = rate_trained_codec("ckbd-hyperprior", ("h_s.", "context.", "entropy_parameters."),
+                                     tmp_path / "ctx.safetensors")
     net, tables = codec.bundle.extras["int_ckbd"], codec.bundle.extras["g_tables"]
-    x = torch.stack([smooth_field(5000 + i, 256, 256) for i in range(2)])
-    with torch.no_grad():
-        y = codec.model.analysis(x, torch.full((2,), 2))
-        z = torch.round(codec.model.h_a(y))
     h = net.hyper(z)
     anchors = anchor_mask(*y.shape[-2:])[0, 0]
     means_a, _ = net.anchor_parameters(h, anchors)
@@ -145,9 +139,7 @@ def test_context_lowers_the_non_anchor_rate(tmp_path):
     y_other = y[:, :, ~anchors]
 
     def coded_bytes(means: torch.Tensor, idx: torch.Tensor) -> int:
-        enc = Encoder()
-        encode_grouped(enc, torch.round(y_other - means).long().numpy().ravel(), idx.numpy().ravel(), tables)
-        return len(enc.finish())
+        return range_coded_bytes(torch.round(y_other - means), idx, tables)
 
     with_context = coded_bytes(*net.non_anchor_parameters(h, anchors, anchor_y_hat))
     hyperprior_only = coded_bytes(*net.anchor_parameters(h, ~anchors))
