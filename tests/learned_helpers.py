@@ -102,3 +102,16 @@ def range_coded_bytes(symbols, indices, tables) -> int:
     enc = Encoder()
     encode_grouped(enc, symbols.long().numpy().ravel(), indices.numpy().ravel(), tables)
     return len(enc.finish())
+
+
+def assert_identical_across_threads_and_batches(codec, images, set_threads) -> None:
+    """Streams of ``images`` encoded one by one on 1 thread equal ``encode_batch`` on 2 threads, and their decodes
+    on 1 thread equal ``decode_batch`` and single decodes on 2 threads (``set_threads``: the torch setter)."""
+    set_threads(1)
+    streams = [codec.encode(im) for im in images]
+    reference = [codec.decode(s) for s in streams]
+    set_threads(2)
+    assert codec.encode_batch(images) == streams
+    for ref, batched, single in zip(reference, codec.decode_batch(streams), [codec.decode(s) for s in streams]):
+        np.testing.assert_array_equal(ref, batched)
+        np.testing.assert_array_equal(ref, single)

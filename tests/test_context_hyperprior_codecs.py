@@ -21,7 +21,9 @@ from nicbeam.codecs.learned.checkerboard import CheckerboardHyperpriorCodec  # n
 from nicbeam.codecs.registry import get_codec  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402
 from nicbeam.training.registry import build_model  # noqa: E402
-from tests.learned_helpers import TINY_CONTEXT_CONFIGS, narrow_tables, smooth_image, tiny_context_model  # noqa: E402
+from tests.learned_helpers import (  # noqa: E402
+    TINY_CONTEXT_CONFIGS, assert_identical_across_threads_and_batches, narrow_tables, smooth_image, tiny_context_model,
+)
 
 #: family -> (codec class, tiny model config, the config's extra --model-arg flags for `nicbeam train`)
 FAMILIES = {
@@ -71,13 +73,7 @@ def test_streams_and_images_identical_across_threads_and_batches(family_weights,
     _, codec_class, weights = family_weights
     codec = codec_class(weights=weights, device="cpu", quality=3, tile=64)
     images = [smooth_image(s, 64, 64) for s in range(6)] + [smooth_image(9, 70, 90)]
-    torch_threads(1)
-    streams_1 = [codec.encode(im) for im in images]
-    reference_images = [codec.decode(s) for s in streams_1]
-    torch_threads(2)
-    assert codec.encode_batch(images) == streams_1
-    for ref, batched in zip(reference_images, codec.decode_batch(streams_1)):
-        np.testing.assert_array_equal(ref, batched)
+    assert_identical_across_threads_and_batches(codec, images, torch_threads)
 
 
 def test_tampered_and_truncated_streams_raise_bitstream_errors(family_weights):

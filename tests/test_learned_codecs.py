@@ -21,7 +21,7 @@ from nicbeam.codecs.learned.weights import weights_dir  # noqa: E402
 from nicbeam.codecs.registry import get_codec  # noqa: E402
 from nicbeam.nn.models import FactorizedPrior, MeanScaleHyperprior  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402
-from tests.learned_helpers import narrow_tables, smooth_image  # noqa: E402
+from tests.learned_helpers import assert_identical_across_threads_and_batches, narrow_tables, smooth_image  # noqa: E402
 
 CODECS = {"factorized": FactorizedCodec, "factorized-pq": FactorizedCodec, "hyperprior": MeanScaleHyperpriorCodec}
 
@@ -157,14 +157,7 @@ def test_shipped_weights_round_trip(name):
 @pytest.mark.skipif(not (weights_dir() / "bmshj2017-factorized.safetensors").exists(), reason="no shipped weights")
 def test_shipped_weights_decode_identical_across_threads_and_batch(threads):
     codec = FactorizedCodec(device="cpu", quality=6)  # the shipped weights
-    images = [smooth_image(s, 96, 128) for s in range(3)]
-    threads(1)
-    streams = [codec.encode(im) for im in images]
-    reference = [codec.decode(s) for s in streams]
-    threads(2)
-    assert codec.encode_batch(images) == streams
-    for ref, out in zip(reference, codec.decode_batch(streams)):
-        np.testing.assert_array_equal(ref, out)
+    assert_identical_across_threads_and_batches(codec, [smooth_image(s, 96, 128) for s in range(3)], threads)
 
 
 @pytest.mark.parametrize("kind", ["factorized", "factorized-pq", "hyperprior"])

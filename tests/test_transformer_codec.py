@@ -19,7 +19,7 @@ from nicbeam.codecs.learned.transformer.model import TransformerHyperprior  # no
 from nicbeam.codecs.registry import get_codec  # noqa: E402
 from nicbeam.training.export import write_weights  # noqa: E402
 from nicbeam.training.registry import build_model  # noqa: E402
-from tests.learned_helpers import smooth_image  # noqa: E402
+from tests.learned_helpers import assert_identical_across_threads_and_batches, smooth_image  # noqa: E402
 
 #: tiny model: window 6 does not divide the /4 and /8 maps of 64-pixel tiles (16 and 8), so the padding
 #: masks are exercised by the codec too
@@ -162,14 +162,7 @@ def test_round_trip_real_bytes_odd_sizes(tiny_weights, h, w):
 def test_decode_identical_across_threads_and_batch(tiny_weights, torch_threads):
     codec = TransformerHyperpriorCodec(weights=tiny_weights, device="cpu", quality=3, tile=64)
     images = [smooth_image(s, 64, 64) for s in range(6)] + [smooth_image(9, 70, 90)]
-    torch_threads(1)
-    streams_1 = [codec.encode(im) for im in images]
-    reference = [codec.decode(s) for s in streams_1]
-    torch_threads(2)
-    assert codec.encode_batch(images) == streams_1
-    for ref, batched, single in zip(reference, codec.decode_batch(streams_1), [codec.decode(s) for s in streams_1]):
-        np.testing.assert_array_equal(ref, batched)
-        np.testing.assert_array_equal(ref, single)
+    assert_identical_across_threads_and_batches(codec, images, torch_threads)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
