@@ -115,3 +115,53 @@ def assert_identical_across_threads_and_batches(codec, images, set_threads) -> N
     for ref, batched, single in zip(reference, codec.decode_batch(streams), [codec.decode(s) for s in streams]):
         np.testing.assert_array_equal(ref, batched)
         np.testing.assert_array_equal(ref, single)
+
+
+def assert_damaged_streams_refused(codec, image: np.ndarray, seed: int = 0) -> dict[str, int]:
+    """The learned codecs' contract on damaged input, checked on a stream of ``image``:
+
+    * a cut stream, or one with a flipped bit, fails the container (its length or checksum): BitstreamError;
+    * payloads altered *behind* the container (header and checksum rewritten, as a forger could): truncated or
+      extended ones raise BitstreamError from ``decode`` and ``decode_latents``; zeroed, random and 1-3-byte-flipped
+      ones raise BitstreamError or decode to an image of the declared size, never another exception.
+
+    Returns how many of the latter raised and how many decoded."""
+    import pytest
+
+    from nicbeam.codecs import container
+    from nicbeam.codecs.errors import BitstreamError
+
+    stream = codec.encode(image)
+    rng = np.random.default_rng(seed)
+    for n in (0, 10, len(stream) // 2, len(stream) - 1):
+        with pytest.raises(BitstreamError):
+            codec.decode(stream[:n])
+    for _ in range(10):
+        bad = bytearray(stream)
+        bad[int(rng.integers(0, len(bad)))] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(BitstreamError):
+            codec.decode(bytes(bad))
+    header, payload = container.unpack(stream)
+    refused = [payload[:n] for n in (0, 1, 2, 5, len(payload) // 2, len(payload) - 1)]
+    refused += [payload + bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in (1, 4, 64)]
+    for forged in refused:
+        with pytest.raises(BitstreamError):
+            codec.decode(container.pack(header, forged))
+        with pytest.raises(BitstreamError):
+            codec.decode_latents(container.pack(header, forged))
+    others = [bytes(len(payload)), bytes(rng.integers(0, 256, len(payload), dtype=np.uint8))]
+    for _ in range(30):
+        flipped = bytearray(payload)
+        for pos in rng.integers(0, len(payload), int(rng.integers(1, 4))):
+            flipped[int(pos)] ^= 1 << int(rng.integers(0, 8))
+        others.append(bytes(flipped))
+    outcomes = {"error": 0, "image": 0}
+    for forged in others:
+        try:
+            decoded = codec.decode(container.pack(header, forged))
+        except BitstreamError:
+            outcomes["error"] += 1
+            continue
+        assert decoded.shape == image.shape and decoded.dtype == np.uint8
+        outcomes["image"] += 1
+    return outcomes
