@@ -6,6 +6,7 @@ Tiny randomly initialised networks, exported to a tmp dir (no shipped weights, n
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -226,7 +227,7 @@ def test_cells_and_binarizer():
     assert torch.equal(binarizer(x), torch.where(t >= 0, 1.0, -1.0))
 
 
-def test_hardest_patches_and_training_through_nicbeam_train(tmp_path):
+def test_hardest_patches_and_training_through_nicbeam_train(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     flat = np.full((4, 32, 32, 3), 128, dtype=np.uint8)
     noisy = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
@@ -245,11 +246,19 @@ def test_hardest_patches_and_training_through_nicbeam_train(tmp_path):
             "--threads", "1"]
     args += [a for k, v in {**TINY, "iterations": 3}.items() for a in ("--model-arg", f"{k}={json.dumps(v)}")]
     assert main(args) == 0
-    assert main(["train", "--run-dir", str(run), "--resume", "--steps", "3"]) == 0
+    # the resumed segment trains through torch.compile: recorded, and dynamo really compiled the step (graph
+    # capture and AOT autograd as in training; the "aot_eager" backend skips inductor's C++ build, minutes on CI)
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    assert main(["train", "--run-dir", str(run), "--resume", "--steps", "3", "--compile"]) == 0
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    assert json.loads((run / "config.json").read_text())["resumes"] == [{"at_step": 2, "changed": {
+        "steps": [2, 3], "compile": [False, True]}}]
     assert main(["train", "--run-dir", str(run), "--export-only", "--export", "rnn-resgru-residual-scaling",
                  "--export-dir", str(tmp_path / "w")]) == 0
     sidecar = json.loads((tmp_path / "w" / "rnn-resgru-residual-scaling.json").read_text())
     assert sidecar["recipe"]["steps_done"] == 3 and "iterations" in sidecar["recipe"]["distortion"]
+    assert sidecar["recipe"]["compile"] is True
     assert json.loads((run / "config.json").read_text())["hard_patches"] == 3 == sidecar["recipe"]["hard_patches"]
     codec = get_codec("rnn-resgru-residual-scaling", weights=tmp_path / "w" / "rnn-resgru-residual-scaling.safetensors",
                       quality=3, device="cpu")

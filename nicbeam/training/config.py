@@ -40,6 +40,10 @@ class TrainConfig:
     # "bf16": the analysis/synthesis transforms run under bfloat16 autocast (CPUs with AVX512-BF16/AMX and GPUs:
     # ~1.5x faster steps measured here); latents, entropy models and the loss stay float32. Validation is float32.
     autocast: str = "off"
+    # True: the training step's forward (and so its backward) runs through torch.compile (inductor). Measured on
+    # this CPU, 1 thread (benchmarks/bench_train_compile.py): an LSTM residual-scaling RNN step 1.31 -> 1.20 CPU-s
+    # (1.09x) after ~2.5 CPU-min of compiling at every (re)start. Validation and export run the plain model.
+    compile: bool = False
     # > 1: draw this many times `batch` crops and train on the `batch` that PNG compresses worst (Toderici et al.
     # 2017 train on the 32x32 patches with the worst PNG compression ratio); 0 or 1: plain random crops
     hard_patches: int = 0

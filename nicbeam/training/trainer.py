@@ -74,6 +74,9 @@ class Trainer:
         if cfg.autocast not in ("off", "bf16"):
             raise ValueError(f"autocast must be 'off' or 'bf16', not {cfg.autocast!r}")
         self.model = build_model(cfg.family, **cfg.model_config).to(self.device)
+        #: the forward of training steps: compiled when ``cfg.compile`` (validation keeps the plain model, whose
+        #: other shapes and iteration counts would each cost a compile)
+        self.train_forward = torch.compile(self.model.forward, dynamic=False) if cfg.compile else self.model.forward
         main, aux = self._param_groups()
         self.optimizer = torch.optim.Adam(main, lr=cfg.lr)
         self.aux_optimizer = torch.optim.Adam(aux, lr=1e-3) if aux else None
@@ -227,7 +230,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr_at(self.step) * group.get("lr_scale", 1.0)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
-            out = self.model(x, q)
+            out = self.train_forward(x, q)
         out["x_hat"] = out["x_hat"].float()
         losses = self.model.rate_distortion_loss(out, x, self.lambdas[q], cfg.distortion)
         self.optimizer.zero_grad(set_to_none=True)
