@@ -15,6 +15,7 @@ earlier wall-clock time, an upper bound, as the recipe says).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -29,12 +30,10 @@ import bench_rnn_table as table  # noqa: E402
 
 def checkpoints(run_dir: Path, steps: list[int] | None) -> list[tuple[int, Path]]:
     """(step, path) of the run's snapshots and its checkpoint, optionally only those at ``steps``."""
-    import torch
-
     found = {int(p.stem.split("step")[1]): p for p in run_dir.glob("snapshot-step*.pt")}
     final = run_dir / "checkpoint.pt"
     if final.exists():
-        found.setdefault(int(torch.load(final, map_location="cpu", weights_only=True)["step"]), final)
+        found.setdefault(record(final)[0], final)
     chosen = sorted(found.items()) if steps is None else [(s, found[s]) for s in steps if s in found]
     missing = [] if steps is None else sorted(set(steps) - set(found))
     if missing:
@@ -42,11 +41,13 @@ def checkpoints(run_dir: Path, steps: list[int] | None) -> list[tuple[int, Path]
     return chosen
 
 
-def cpu_hours(path: Path) -> float:
+@functools.lru_cache(maxsize=None)
+def record(path: Path) -> tuple[int, float]:
+    """(step, CPU hours) a checkpoint records (loaded once per path)."""
     import torch
 
     state = torch.load(path, map_location="cpu", weights_only=True)
-    return float(state.get("cpu_s", state["elapsed_s"])) / 3600
+    return int(state["step"]), float(state.get("cpu_s", state["elapsed_s"])) / 3600
 
 
 def plot(points: list[dict], references: list[dict], variant: str, path: Path) -> None:
@@ -98,7 +99,7 @@ def main() -> None:
                     "--export", args.variant, "--export-dir", str(export_dir)]) != 0:
                 raise SystemExit(f"export of {path} failed")
             coded, raw = table.rnn_rows(args.variant, export_dir / f"{args.variant}.safetensors", images, 1, 0)
-            point = {"step": step, "cpu_hours": round(cpu_hours(path), 3)}
+            point = {"step": step, "cpu_hours": round(record(path)[1], 3)}
             for metric in ("ms_ssim", "psnr_hvs"):
                 point[f"{metric}_auc"], _ = table.area(coded["curve"], metric)
                 point[f"raw_{metric}_auc"], _ = table.area(raw["curve"], metric)
