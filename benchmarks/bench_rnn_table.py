@@ -3,7 +3,7 @@ PSNR-HVS AUC with ranks for every RNN variant that has weights, the no-entropy-c
 4:4:4 / 4:2:0; RD curves plotted; encode/decode MP/s.
 
     .venv/bin/python benchmarks/bench_rnn_table.py [--images 24] [--variants rnn-gru-oneshot,...] \\
-        [--weights-dir DIR] [--out benchmarks/results/rnn-table]
+        [--weights-dir DIR] [--jobs 2] [--out benchmarks/results/rnn-table]
 
 AUC definition: for each row, the mean RD curve over the images (per setting: mean payload bpp, mean
 MS-SSIM (RGB, pytorch-msssim) or mean PSNR-HVS (luma, nicbeam.metrics.psnr_hvs)), linearly interpolated
@@ -23,7 +23,9 @@ encode at 16 iterations, the codec's decode of the 16-iteration stream (float64 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -223,6 +225,16 @@ def record_sidecars(result: dict, folder: Path, out: Path) -> list[str]:
     return done
 
 
+def _rows_of(task: tuple, images: list[np.ndarray], threads: int, timed: int) -> list[dict]:
+    """The rows of one task: ("rnn", variant, weights) -> its context-coded and raw rows; ("jpeg", "444"|"420", None)."""
+    kind, name, weights = task
+    if kind == "rnn":
+        return list(rnn_rows(name, weights, images, threads, timed))
+    row = jpeg_row(name, images)
+    print(f"  jpeg {name} done", flush=True)
+    return [row]
+
+
 def main() -> None:
     from PIL import Image
 
@@ -236,6 +248,9 @@ def main() -> None:
                     help="comma-separated (default: every variant with weights; 'none': JPEG rows only)")
     ap.add_argument("--weights-dir", type=Path, default=None, help="default: the nicbeam/weights package")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="measure the variants (and the two JPEG rows) in this many processes at once (speeds are then "
+                         "measured beside the other jobs: use at most one job per idle core)")
     ap.add_argument("--timed-images", type=int, default=4, help="RNN decode speed from this many images")
     ap.add_argument("--out", type=Path, default=RESULTS / "rnn-table", help="writes OUT.json, OUT.md, OUT.png")
     ap.add_argument("--record-sidecar", action="store_true",
@@ -255,16 +270,22 @@ def main() -> None:
     paths = sorted(args.kodak.glob("kodim*.png"))[: args.images]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     print(f"{len(images)} Kodak images; RNN variants with weights: {', '.join(names) or 'none'}", flush=True)
+    tasks = [("rnn", name, folder / f"{name}.safetensors") for name in names] + [("jpeg", s, None) for s in ("444", "420")]
     rows = []
-    for name in names:
-        rows.extend(rnn_rows(name, folder / f"{name}.safetensors", images, args.threads, args.timed_images))
-    for subsampling in ("444", "420"):
-        rows.append(jpeg_row(subsampling, images))
-        print(f"  jpeg {subsampling} done", flush=True)
+    if args.jobs > 1:  # one process per row group, results in the table's order
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(_rows_of, task, images, args.threads, args.timed_images) for task in tasks]
+            for future in futures:
+                rows.extend(future.result())
+    else:
+        for task in tasks:
+            rows.extend(_rows_of(task, images, args.threads, args.timed_images))
     text = table(rows)
     header = (f"Kodak, {len(images)} images, one run ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
               f"AUC over [{INTERVAL[0]}, {INTERVAL[1]}] bpp of the mean curve, linear interpolation, flat "
-              f"extension beyond a curve's measured bpp; {args.threads} thread(s)")
+              f"extension beyond a curve's measured bpp; {args.threads} thread(s)"
+              + (f", {args.jobs} rows measured at once" if args.jobs > 1 else ""))
     print(header + "\n\n" + text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(header + "\n\n" + text + "\n")
