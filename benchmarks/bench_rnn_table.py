@@ -53,8 +53,10 @@ def _payload_bpp(stream: bytes, image: np.ndarray) -> float:
     return 8 * header.payload_length / (image.shape[0] * image.shape[1])
 
 
-def rnn_rows(name: str, weights: Path, images: list[np.ndarray], threads: int, timed: int) -> tuple[dict, dict]:
-    """(context-coded row, raw-bits row): per iteration k, mean bpp and metrics; plus speeds.
+def rnn_rows(name: str, weights: Path, images: list[np.ndarray], threads: int, timed: int,
+             label: str | None = None) -> tuple[dict, dict]:
+    """(context-coded row, raw-bits row) of variant ``name`` with ``weights``, named ``label`` (default: the
+    variant): per iteration k, mean bpp and metrics; plus speeds.
 
     The images of all 16 rates come from one pass of the float64 decoder over the 16-iteration bits
     (``decode_iterations``); per image, the codec's decode of the stream cut to a random k is checked to give
@@ -110,8 +112,9 @@ def rnn_rows(name: str, weights: Path, images: list[np.ndarray], threads: int, t
              for k in mean]
     raw_curve = [{**point, "bpp": mean[k]["raw_bpp"]} for k, point in zip(mean, curve)]
     digest = codec.model_digest.hex()  # which weights were measured (record_sidecars checks it)
-    return ({"row": name, "curve": curve, "sha256": digest, **speed},
-            {"row": f"{name} raw bits (no entropy coding)", "curve": raw_curve, "sha256": digest, **speed})
+    label = label or name
+    return ({"row": label, "curve": curve, "sha256": digest, **speed},
+            {"row": f"{label} raw bits (no entropy coding)", "curve": raw_curve, "sha256": digest, **speed})
 
 
 def jpeg_row(subsampling: str, images: list[np.ndarray]) -> dict:
@@ -226,10 +229,11 @@ def record_sidecars(result: dict, folder: Path, out: Path) -> list[str]:
 
 
 def _rows_of(task: tuple, images: list[np.ndarray], threads: int, timed: int) -> list[dict]:
-    """The rows of one task: ("rnn", variant, weights) -> its context-coded and raw rows; ("jpeg", "444"|"420", None)."""
-    kind, name, weights = task
+    """The rows of one task: ("rnn", variant, weights[, label]) -> its context-coded and raw rows;
+    ("jpeg", "444"|"420", None)."""
+    kind, name, weights, *label = task
     if kind == "rnn":
-        return list(rnn_rows(name, weights, images, threads, timed))
+        return list(rnn_rows(name, weights, images, threads, timed, *label))
     row = jpeg_row(name, images)
     print(f"  jpeg {name} done", flush=True)
     return [row]
@@ -248,6 +252,8 @@ def main() -> None:
                     help="comma-separated (default: every variant with weights; 'none': JPEG rows only)")
     ap.add_argument("--weights-dir", type=Path, default=None, help="default: the nicbeam/weights package")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--extra", action="append", default=[], metavar="LABEL=VARIANT=WEIGHTS",
+                    help="also measure VARIANT with other weights (e.g. an equal-budget run's export), as rows LABEL")
     ap.add_argument("--jobs", type=int, default=1,
                     help="measure the variants (and the two JPEG rows) in this many processes at once (speeds are then "
                          "measured beside the other jobs: use at most one job per idle core)")
@@ -270,7 +276,13 @@ def main() -> None:
     paths = sorted(args.kodak.glob("kodim*.png"))[: args.images]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     print(f"{len(images)} Kodak images; RNN variants with weights: {', '.join(names) or 'none'}", flush=True)
-    tasks = [("rnn", name, folder / f"{name}.safetensors") for name in names] + [("jpeg", s, None) for s in ("444", "420")]
+    tasks = [("rnn", name, folder / f"{name}.safetensors") for name in names]
+    for extra in args.extra:
+        label, variant, weights = extra.split("=", 2)
+        if variant not in VARIANTS or not Path(weights).is_file():
+            raise SystemExit(f"--extra {extra!r}: need LABEL=VARIANT=WEIGHTS with a known variant and a weights file")
+        tasks.append(("rnn", variant, Path(weights), label))
+    tasks += [("jpeg", s, None) for s in ("444", "420")]
     rows = []
     if args.jobs > 1:  # one process per row group, results in the table's order
         ctx = multiprocessing.get_context("spawn")
