@@ -20,7 +20,6 @@ TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
 def diagnose(checkpoint: Path, crops: torch.Tensor) -> list[dict]:
     """One dict per iteration (see the module docstring) for the model of ``checkpoint`` on ``crops`` in [0, 1]."""
-    from nicbeam.codecs.learned.rnn.binarizer import sign
     from nicbeam.training.registry import build_model
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -29,25 +28,23 @@ def diagnose(checkpoint: Path, crops: torch.Tensor) -> list[dict]:
     model = build_model(state["family"], **config["model_config"])
     model.load_state_dict(state["model"])
     model.eval()
+    soft = []  # the binarizer's tanh of every iteration, from its input (model.run gives only the signs)
+    hook = model.encoder.binarizer.register_forward_hook(
+        lambda module, inputs, output: soft.append(torch.tanh(module.proj(inputs[0]))))
+    with torch.no_grad():
+        codes, recons = model.run(crops, model.iterations)
+    hook.remove()
+    gain = getattr(model.framing, "gain", None)
     xc = crops - 0.5
-    x_prev = torch.zeros_like(xc)
-    enc_states, dec_states = [None] * len(model.encoder.cells), None
     rows = []
     with torch.no_grad():
-        for t in range(model.iterations):
-            model.framing.begin(x_prev)
-            gain = getattr(model.framing, "_gain", None)
-            h = model.encoder.conv(model.framing.encoder_input(xc - x_prev))
-            for i, cell in enumerate(model.encoder.cells):
-                h, enc_states[i] = cell(h, enc_states[i])
-            soft = torch.tanh(model.encoder.binarizer.proj(h))
-            codes = sign(soft)
-            x_prev, dec_states = model._decode_step(codes, x_prev, dec_states)
-            rows.append({"iteration": t + 1, "l1": round(float((x_prev - xc).abs().mean()), 4),
-                         "gain": None if gain is None else [round(float(gain.min()), 2), round(float(gain.max()), 2)],
-                         "mean_abs_tanh": round(float(soft.abs().mean()), 3),
-                         "saturated": round(float((soft.abs() > 0.99).float().mean()), 3),
-                         "mean_bit": round(float(codes.mean()), 3)})
+        for t, (code, recon, t_soft) in enumerate(zip(codes, recons, soft)):
+            g = gain(recons[t - 1] if t else torch.zeros_like(xc)) if gain else None  # what the framing used
+            rows.append({"iteration": t + 1, "l1": round(float((recon - xc).abs().mean()), 4),
+                         "gain": None if g is None else [round(float(g.min()), 2), round(float(g.max()), 2)],
+                         "mean_abs_tanh": round(float(t_soft.abs().mean()), 3),
+                         "saturated": round(float((t_soft.abs() > 0.99).float().mean()), 3),
+                         "mean_bit": round(float(code.mean()), 3)})
     return rows
 
 
