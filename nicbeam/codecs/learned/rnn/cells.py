@@ -123,12 +123,11 @@ class AssociativeLSTMCell(RecurrentCell):
         sigmoid(1). With keys near 0 each cell's first output is a product of three small numbers and a fresh
         four-cell decoder's output moves by less than 3e-11 when every code bit flips; with this start
         2.2-2.5e-3, as the GRU's (``benchmarks/rnn_init_sensitivity.py``)."""
-        k, n = self.hidden // 2, self.hidden
-        bias[:k] += 1.0  # input gate
-        bias[2 * k : 3 * k] += 1.0  # output gate
-        complex_start = 3 * k  # u, r_in, r_out: n channels each, real halves first
-        bias[complex_start + n : complex_start + n + k] += 1.0  # Re r_in
-        bias[complex_start + 2 * n : complex_start + 2 * n + k] += 1.0  # Re r_out
+        k = self.hidden // 2
+        i, _, o = bias[: 3 * k].chunk(3)  # the layout ``step`` reads: real gates, then complex u, r_in, r_out
+        _, r_in, r_out = bias[3 * k :].chunk(3)
+        for view in (i, o, r_in[:k], r_out[:k]):  # r[:k]: the real halves
+            view += 1.0
 
     def x_channels(self, hidden: int) -> int:
         if hidden % 2:
