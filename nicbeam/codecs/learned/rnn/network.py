@@ -149,6 +149,13 @@ class RNNCompressionModel(nn.Module):
             pass
         return image
 
+    @torch.no_grad()
+    def code_sensitivity(self, x: torch.Tensor) -> float:
+        """Mean |D(b) - D(-b)| of the first decoded iteration, b the codes of ``x``: how much the decoder's output
+        depends on its codes (near 0 at initialisation, the encoder gets no gradient and training stays grey)."""
+        codes, _ = self.run(x, 1)
+        return float((self.decode([codes[0]]) - self.decode([-codes[0]])).abs().mean())
+
     # ------------------------------------------------------------------ Trainer protocol
     def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> dict[str, Any]:
         """All iterations in training; up to the highest requested quality otherwise. ``x_hat`` is each
