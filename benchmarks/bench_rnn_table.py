@@ -13,8 +13,9 @@ curve reaches. bpp counts the codec payload (container header apart, as everywhe
 
 RNN rows: each image is encoded once at 16 iterations (entropy=context); the rate at k iterations is the
 payload of that stream cut with ``truncate_iterations`` (identical to encoding at k), the k-iteration
-images come from one progressive pass of the decoder (checked against the codec's decode of a cut stream
-per image). The no-entropy-coding row ("<variant> raw bits") is the same network's ``entropy=none`` stream:
+images come from one progressive pass of the decoder over the bits read back from the raw stream (on the
+first ``--checked-images`` images checked against the codec's decode of both streams cut to a random k, and
+of the full stream). The no-entropy-coding row ("<variant> raw bits") is the same network's ``entropy=none`` stream:
 the same bits, hence the same pixels (checked), at 0.125 bpp per iteration plus the layer framing. Speeds:
 encode at 16 iterations, the codec's decode of the 16-iteration stream (float64 "exact" decoder) on the first
 ``--timed-images`` images, megapixels per second on ``--threads`` threads.
@@ -53,22 +54,38 @@ def _payload_bpp(stream: bytes, image: np.ndarray) -> float:
     return 8 * header.payload_length / (image.shape[0] * image.shape[1])
 
 
+def _raw_bits(codec, raw_stream: bytes) -> list:
+    """The 16 iterations' codes (+-1, float64) of a one-tile ``entropy=none`` stream, read back from its bytes
+    (the encoder's bits, without a second encoder pass)."""
+    import torch
+
+    from nicbeam.codecs import container
+    from nicbeam.codecs.learned.rnn.binarizer import from_bits
+
+    header, payload = container.unpack(raw_stream)
+    if len(codec.tiles(header.height, header.width)) != 1:
+        raise ValueError("the table reads one-tile streams (Kodak fits the default 1024-pixel tile)")
+    shape = codec._bits_shape(*codec.padded(header.height, header.width))
+    (bits,) = codec._decode_bits(container.unpack_layers(payload), 1, [shape], "none")
+    return [from_bits(torch.from_numpy(b[None]), torch.float64) for b in bits]
+
+
 def rnn_rows(name: str, weights: Path, images: list[np.ndarray], threads: int, timed: int,
-             label: str | None = None) -> tuple[dict, dict]:
+             label: str | None = None, checked: int | None = None) -> tuple[dict, dict]:
     """(context-coded row, raw-bits row) of variant ``name`` with ``weights``, named ``label`` (default: the
     variant): per iteration k, mean bpp and metrics; plus speeds.
 
     The images of all 16 rates come from one pass of the float64 decoder over the 16-iteration bits
-    (``decode_iterations``); per image, the codec's decode of the stream cut to a random k is checked to give
-    the same pixels, and on the first ``timed`` images the codec's full decode is timed (a k-iteration decode
-    costs about k/16 of it)."""
+    (``decode_iterations``); on the first ``checked`` images (default: ``timed``) the codec's decode of both
+    streams cut to a random k and of the full stream are checked to give the same pixels, and on the first
+    ``timed`` images the codec's full decode is timed (a k-iteration decode costs about k/16 of it)."""
     import torch
 
-    from nicbeam.codecs.learned.rnn.binarizer import from_bits
     from nicbeam.codecs.learned.rnn.progressive import truncate_iterations
     from nicbeam.codecs.registry import get_codec
 
     torch.set_num_threads(threads)
+    checked = timed if checked is None else checked
     codec = get_codec(name, weights=weights, quality=16, device="cpu")
     raw = get_codec(name, weights=weights, quality=16, entropy="none", device="cpu")
     rng = np.random.default_rng(0)
@@ -86,19 +103,18 @@ def rnn_rows(name: str, weights: Path, images: list[np.ndarray], threads: int, t
             dec_s += time.perf_counter() - t
             dec_mp += image.shape[0] * image.shape[1] / 1e6
         h, w = image.shape[:2]
-        with torch.no_grad():  # the bits of one tile (Kodak fits the default 1024 tile)
-            x = codec._to_tensor([image])
-            codes, _ = codec.model.run(x, 16)
-            model = codec.decoder_model
+        with torch.no_grad():
             decoded = [px.clamp(0, 1).mul(255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()[:h, :w]
-                       for px in model.decode_iterations([from_bits((c > 0).to(torch.uint8), torch.float64) for c in codes])]
-        check = int(rng.integers(1, 17))
-        if not np.array_equal(codec.decode(truncate_iterations(stream, check)), decoded[check - 1]):
-            raise AssertionError(f"{name}: the codec's {check}-iteration decode differs from the progressive pass")
-        if not np.array_equal(raw.decode(truncate_iterations(raw_stream, check)), decoded[check - 1]):
-            raise AssertionError(f"{name}: raw and context-coded streams decode differently")
-        if index < timed and not np.array_equal(full, decoded[15]):
-            raise AssertionError(f"{name}: the codec's 16-iteration decode differs from the progressive pass")
+                       for px in codec.decoder_model.decode_iterations(_raw_bits(raw, raw_stream))]
+        if index < checked:
+            check = int(rng.integers(1, 17))
+            if not np.array_equal(codec.decode(truncate_iterations(stream, check)), decoded[check - 1]):
+                raise AssertionError(f"{name}: the codec's {check}-iteration decode differs from the progressive pass")
+            if not np.array_equal(raw.decode(truncate_iterations(raw_stream, check)), decoded[check - 1]):
+                raise AssertionError(f"{name}: raw and context-coded streams decode differently")
+            full = full if index < timed else codec.decode(stream)
+            if not np.array_equal(full, decoded[15]):
+                raise AssertionError(f"{name}: the codec's 16-iteration decode differs from the progressive pass")
         for k in range(1, 17):
             row = per_k[k]
             row["bpp"].append(_payload_bpp(truncate_iterations(stream, k), image))
@@ -228,12 +244,12 @@ def record_sidecars(result: dict, folder: Path, out: Path) -> list[str]:
     return done
 
 
-def _rows_of(task: tuple, images: list[np.ndarray], threads: int, timed: int) -> list[dict]:
+def _rows_of(task: tuple, images: list[np.ndarray], threads: int, timed: int, checked: int) -> list[dict]:
     """The rows of one task: ("rnn", variant, weights[, label]) -> its context-coded and raw rows;
     ("jpeg", "444"|"420", None)."""
     kind, name, weights, *label = task
     if kind == "rnn":
-        return list(rnn_rows(name, weights, images, threads, timed, *label))
+        return list(rnn_rows(name, weights, images, threads, timed, *(label or [None]), checked=checked))
     row = jpeg_row(name, images)
     print(f"  jpeg {name} done", flush=True)
     return [row]
@@ -258,6 +274,9 @@ def main() -> None:
                     help="measure the variants (and the two JPEG rows) in this many processes at once (speeds are then "
                          "measured beside the other jobs: use at most one job per idle core)")
     ap.add_argument("--timed-images", type=int, default=4, help="RNN decode speed from this many images")
+    ap.add_argument("--checked-images", type=int, default=None,
+                    help="check the progressive pass against the codec's decodes on this many images (default: "
+                         "--timed-images; each check costs about two thirds of an image's measurement)")
     ap.add_argument("--out", type=Path, default=RESULTS / "rnn-table", help="writes OUT.json, OUT.md, OUT.png")
     ap.add_argument("--record-sidecar", action="store_true",
                     help="write each variant's figures into its weights sidecar (where the digest matches)")
@@ -287,12 +306,12 @@ def main() -> None:
     if args.jobs > 1:  # one process per row group, results in the table's order
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_rows_of, task, images, args.threads, args.timed_images) for task in tasks]
+            futures = [pool.submit(_rows_of, task, images, args.threads, args.timed_images, args.checked_images) for task in tasks]
             for future in futures:
                 rows.extend(future.result())
     else:
         for task in tasks:
-            rows.extend(_rows_of(task, images, args.threads, args.timed_images))
+            rows.extend(_rows_of(task, images, args.threads, args.timed_images, args.checked_images))
     text = table(rows)
     header = (f"Kodak, {len(images)} images, one run ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
               f"AUC over [{INTERVAL[0]}, {INTERVAL[1]}] bpp of the mean curve, linear interpolation, flat "
