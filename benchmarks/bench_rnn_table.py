@@ -292,16 +292,20 @@ def main() -> None:
         names = []
     else:
         names = args.variants.split(",") if args.variants else [n for n in VARIANTS if (folder / f"{n}.safetensors").exists()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
     paths = sorted(args.kodak.glob("kodim*.png"))[: args.images]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     print(f"{len(images)} Kodak images; RNN variants with weights: {', '.join(names) or 'none'}", flush=True)
-    tasks = [("rnn", name, folder / f"{name}.safetensors") for name in names]
+    # the JPEG rows first (short), then the variants in the order given; a variant's weights are read when its
+    # row starts (a variant named in --variants whose file is missing then fails the run)
+    tasks = [("jpeg", s, None) for s in ("444", "420")] + [("rnn", name, folder / f"{name}.safetensors") for name in names]
     for extra in args.extra:
         label, variant, weights = extra.split("=", 2)
         if variant not in VARIANTS or not Path(weights).is_file():
             raise SystemExit(f"--extra {extra!r}: need LABEL=VARIANT=WEIGHTS with a known variant and a weights file")
         tasks.append(("rnn", variant, Path(weights), label))
-    tasks += [("jpeg", s, None) for s in ("444", "420")]
     rows = []
     if args.jobs > 1:  # one process per row group, results in the table's order
         ctx = multiprocessing.get_context("spawn")
