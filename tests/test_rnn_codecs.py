@@ -305,5 +305,6 @@ def test_shipped_weights_on_a_real_photograph(name):
     # 32.3 dB, rnn-gru-residual-scaling (the shared 6000-step schedule) 19.0 / 23.9 / 26.2 dB,
     # rnn-lstm-residual-scaling (the same schedule) 17.3 / 23.7 / 25.6 dB, rnn-resgru-oneshot (64x64 crops from
     # step 2500) 21.8 / 27.2 / 30.6 dB, rnn-lstm-oneshot (the same schedule) 18.9 / 24.4 / 27.0 dB,
-    # rnn-resgru-residual-scaling (64x64 crops) 21.5 / 26.7 / 29.7 dB
+    # rnn-resgru-residual-scaling (64x64 crops) 21.5 / 26.7 / 29.7 dB, rnn-lstm-additive (64x64 crops from step 3000)
+    # 18.5 / 24.9 / 27.5 dB, rnn-assoclstm-oneshot (the same schedule) 20.7 / 25.7 / 27.4 dB
     assert psnrs[2] > 25, psnrs
