@@ -249,7 +249,7 @@ def _rows_of(task: tuple, images: list[np.ndarray], threads: int, timed: int, ch
     ("jpeg", "444"|"420", None)."""
     kind, name, weights, *label = task
     if kind == "rnn":
-        return list(rnn_rows(name, weights, images, threads, timed, *(label or [None]), checked=checked))
+        return list(rnn_rows(name, weights, images, threads, timed, label[0] if label else None, checked))
     row = jpeg_row(name, images)
     print(f"  jpeg {name} done", flush=True)
     return [row]
