@@ -63,11 +63,10 @@ def _raw_bits(codec, raw_stream: bytes) -> list:
     from nicbeam.codecs.learned.rnn.binarizer import from_bits
 
     header, payload = container.unpack(raw_stream)
-    if len(codec.tiles(header.height, header.width)) != 1:
+    per_tile = codec._tile_bits(payload, header)
+    if len(per_tile) != 1:
         raise ValueError("the table reads one-tile streams (Kodak fits the default 1024-pixel tile)")
-    shape = codec._bits_shape(*codec.padded(header.height, header.width))
-    (bits,) = codec._decode_bits(container.unpack_layers(payload), 1, [shape], "none")
-    return [from_bits(torch.from_numpy(b[None]), torch.float64) for b in bits]
+    return [from_bits(torch.from_numpy(b[None]), torch.float64) for b in per_tile[0]]
 
 
 def rnn_rows(name: str, weights: Path, images: list[np.ndarray], threads: int, timed: int,
