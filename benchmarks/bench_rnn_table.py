@@ -35,6 +35,7 @@ import numpy as np
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 RESULTS = Path(__file__).resolve().parent / "results"
 INTERVAL = (0.125, 2.0)
+RAW_SUFFIX = " raw bits (no entropy coding)"  # a variant's no-entropy-coding row is labelled LABEL + this
 JPEG_QUALITIES = (2, 5, 8, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 85, 90, 93, 95)
 #: Toderici et al. 2017, Table 2 (Kodak, MS-SSIM AUC / PSNR-HVS AUC), for reference next to ours
 PAPER = {"jpeg 4:2:0": (1.7998, 52.61), "jpeg 4:4:4": (1.7748, 51.28), "rnn-gru-oneshot": (1.8098, 53.15)}
@@ -129,7 +130,7 @@ def rnn_rows(name: str, weights: Path, images: list[np.ndarray], threads: int, t
     digest = codec.model_digest.hex()  # which weights were measured (record_sidecars checks it)
     label = label or name
     return ({"row": label, "curve": curve, "sha256": digest, **speed},
-            {"row": f"{label} raw bits (no entropy coding)", "curve": raw_curve, "sha256": digest, **speed})
+            {"row": f"{label}{RAW_SUFFIX}", "curve": raw_curve, "sha256": digest, **speed})
 
 
 def jpeg_row(subsampling: str, images: list[np.ndarray]) -> dict:
@@ -188,25 +189,32 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """RD curves of every row; a variant and its raw-bits row share a colour (solid vs dotted), JPEG black."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    variants = list(dict.fromkeys(row["row"].removesuffix(RAW_SUFFIX) for row in rows if not row["row"].startswith("jpeg")))
+    palette = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
+    colour = {name: palette(i % palette.N) for i, name in enumerate(variants)}
+    colour.update({"jpeg 4:2:0": "black", "jpeg 4:4:4": "black"})
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5.5))
     for row in rows:
         pts = sorted(row["curve"], key=lambda p: p["bpp"])
-        style = "--" if row["row"].startswith("jpeg") else (":" if "raw" in row["row"] else "-")
+        style = {"jpeg 4:2:0": "--", "jpeg 4:4:4": "-."}.get(row["row"], ":" if row["row"].endswith(RAW_SUFFIX) else "-")
         for ax, metric in zip(axes, ("ms_ssim", "psnr_hvs", "psnr")):
-            ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], style, marker=".", label=row["row"])
+            ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], style, marker=".",
+                    color=colour[row["row"].removesuffix(RAW_SUFFIX)], label=row["row"])
     for ax, label in zip(axes, ("MS-SSIM (RGB)", "PSNR-HVS (dB, luma)", "PSNR (dB, RGB)")):
         ax.set_xlim(0, 2.1)
         ax.axvspan(*INTERVAL, color="0.95")
         ax.set_xlabel("bpp (payload)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.79, 0.5), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 0.79, 1))
     fig.savefig(path, dpi=110)
 
 
@@ -222,12 +230,12 @@ def record_sidecars(result: dict, folder: Path, out: Path) -> list[str]:
     done = []
     for name, row in rows.items():
         sidecar_path = folder / f"{name}.json"
-        if name.startswith("jpeg") or "raw bits" in name or not sidecar_path.exists():
+        if name.startswith("jpeg") or name.endswith(RAW_SUFFIX) or not sidecar_path.exists():
             continue
         sidecar = json.loads(sidecar_path.read_text())
         if sidecar.get("sha256") != row.get("sha256"):
             continue
-        raw = rows[f"{name} raw bits (no entropy coding)"]
+        raw = rows[f"{name}{RAW_SUFFIX}"]
         sidecar["kodak"] = {
             "images": result["images"],
             "source": f"benchmarks/bench_rnn_table.py ({out.with_suffix('.md').name}): {result['header']}",
@@ -281,7 +289,13 @@ def main() -> None:
                     help="write each variant's figures into its weights sidecar (where the digest matches)")
     ap.add_argument("--record-from", type=Path, default=None, metavar="OUT.json",
                     help="only record the figures of an earlier run's OUT.json into the sidecars, measure nothing")
+    ap.add_argument("--plot-from", type=Path, default=None, metavar="OUT.json",
+                    help="only redraw OUT.png from an earlier run's OUT.json, measure nothing")
     args = ap.parse_args()
+    if args.plot_from:
+        plot(json.loads(args.plot_from.read_text())["rows"], args.plot_from.with_suffix(".png"))
+        print(f"wrote {args.plot_from.with_suffix('.png')}")
+        return
     folder = args.weights_dir or weights_dir()
     if args.record_from:
         done = record_sidecars(json.loads(args.record_from.read_text()), folder, args.record_from)
