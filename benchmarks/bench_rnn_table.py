@@ -195,14 +195,16 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = list(dict.fromkeys(row["row"].removesuffix(RAW_SUFFIX) for row in rows if not row["row"].startswith("jpeg")))
+    variants = list(dict.fromkeys(row["row"].removesuffix(RAW_SUFFIX) for row in rows
+                                  if not row["row"].startswith("jpeg")))
     palette = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
     colour = {name: palette(i % palette.N) for i, name in enumerate(variants)}
     colour.update({"jpeg 4:2:0": "black", "jpeg 4:4:4": "black"})
     fig, axes = plt.subplots(1, 3, figsize=(20, 5.5))
     for row in rows:
         pts = sorted(row["curve"], key=lambda p: p["bpp"])
-        style = {"jpeg 4:2:0": "--", "jpeg 4:4:4": "-."}.get(row["row"], ":" if row["row"].endswith(RAW_SUFFIX) else "-")
+        raw = row["row"].endswith(RAW_SUFFIX)
+        style = {"jpeg 4:2:0": "--", "jpeg 4:4:4": "-."}.get(row["row"], ":" if raw else "-")
         for ax, metric in zip(axes, ("ms_ssim", "psnr_hvs", "psnr")):
             ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], style, marker=".",
                     color=colour[row["row"].removesuffix(RAW_SUFFIX)], label=row["row"])
