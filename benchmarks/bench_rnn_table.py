@@ -195,16 +195,15 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = list(dict.fromkeys(row["row"].removesuffix(RAW_SUFFIX) for row in rows
-                                  if not row["row"].startswith("jpeg")))
+    jpeg_style = {"jpeg 4:2:0": "--", "jpeg 4:4:4": "-."}  # the anchors in black, told apart by line style
+    variants = list(dict.fromkeys(row["row"].removesuffix(RAW_SUFFIX) for row in rows if row["row"] not in jpeg_style))
     palette = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
-    colour = {name: palette(i % palette.N) for i, name in enumerate(variants)}
-    colour.update({"jpeg 4:2:0": "black", "jpeg 4:4:4": "black"})
+    colour = {name: palette(i % palette.N) for i, name in enumerate(variants)} | dict.fromkeys(jpeg_style, "black")
     fig, axes = plt.subplots(1, 3, figsize=(20, 5.5))
     for row in rows:
         pts = sorted(row["curve"], key=lambda p: p["bpp"])
         raw = row["row"].endswith(RAW_SUFFIX)
-        style = {"jpeg 4:2:0": "--", "jpeg 4:4:4": "-."}.get(row["row"], ":" if raw else "-")
+        style = jpeg_style.get(row["row"], ":" if raw else "-")
         for ax, metric in zip(axes, ("ms_ssim", "psnr_hvs", "psnr")):
             ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], style, marker=".",
                     color=colour[row["row"].removesuffix(RAW_SUFFIX)], label=row["row"])
