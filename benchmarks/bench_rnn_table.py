@@ -64,7 +64,7 @@ def _raw_bits(codec, raw_stream: bytes) -> list:
     from nicbeam.codecs.learned.rnn.binarizer import from_bits
 
     header, payload = container.unpack(raw_stream)
-    per_tile = codec._tile_bits(payload, header)
+    per_tile = [bits for _, bits in codec.tile_bits(payload, header)]
     if len(per_tile) != 1:
         raise ValueError("the table reads one-tile streams (Kodak fits the default 1024-pixel tile)")
     return [from_bits(torch.from_numpy(b[None]), torch.float64) for b in per_tile[0]]

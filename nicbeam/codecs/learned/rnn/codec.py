@@ -158,23 +158,23 @@ class RNNCodec(LearnedCodec):
             out.append(np.stack(decoded))
         return out
 
-    def _tile_bits(self, payload: bytes, header: Header) -> list[np.ndarray]:
-        """Per tile of ``header``'s image, the bits (k, bits, h, w) its payload carries (no network run)."""
+    def tile_bits(self, payload: bytes, header: Header) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+        """Per tile of ``header``'s image, its (top, left, height, width) and the bits (k, bits, h, w) its
+        payload carries, read without running the network (decode and analyses of the codes share it)."""
         layers = unpack_layers(payload)
         quality = int(header.params["quality"])
         if not 1 <= len(layers) <= quality:
             raise PayloadError(f"{self.name}: {len(layers)} layers for a stream of quality {quality}")
         tiles = self.tiles(header.height, header.width)
         shapes = [self._bits_shape(*self.padded(th, tw)) for _, _, th, tw in tiles]
-        return self._decode_bits(layers, len(tiles), shapes, str(header.params["entropy"]))
+        return list(zip(tiles, self._decode_bits(layers, len(tiles), shapes, str(header.params["entropy"]))))
 
     @torch.no_grad()
     def _decode_many(self, items: Sequence[tuple[bytes, Header]]) -> list[np.ndarray]:
         outputs, jobs = [], []
         for i, (payload, header) in enumerate(items):
-            tile_bits = self._tile_bits(payload, header)
             outputs.append(np.empty((header.height, header.width, 3), dtype=np.uint8))
-            for (top, left, th, tw), b in zip(self.tiles(header.height, header.width), tile_bits):
+            for (top, left, th, tw), b in self.tile_bits(payload, header):
                 jobs.append((i, top, left, th, tw, b))
         model = self.decoder_model
         dtype = next(model.parameters()).dtype
