@@ -77,7 +77,10 @@ def test_trainer_checkpoint_resume_and_export(image_folder, tmp_path):
     trainer = Trainer(cfg, train, val, tmp_path / "run", log=lines.append)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
-    assert trainer.step == 3 and any(line.startswith("val step 3") for line in lines)
+    assert trainer.step == 3 and any(line.startswith("val step 3 (cpu ") for line in lines)
+    # each validation records the run's CPU time so that runs of different step costs compare at equal budget
+    (val_entry,) = [h for h in trainer.history if "val" in h]
+    assert val_entry["step"] == 3 and 0 < val_entry["cpu_s"] <= trainer.cpu_s
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     state = torch.load(trainer.checkpoint_path, weights_only=True)  # safe to load
     assert state["step"] == 3 and not list((tmp_path / "run").glob("*.tmp"))

@@ -315,14 +315,16 @@ class Trainer:
                 rate = len(window) / max(1e-9, time.monotonic() - t_window)
                 self.log(
                     f"step {self.step}/{cfg.steps} loss {mean['loss']:.4f} bpp {mean['bpp']:.4f} "
-                    f"psnr {psnr:.2f} lr {cfg.lr_at(self.step):.2e} {rate:.2f} it/s elapsed {self.elapsed_s / 60:.1f} min"
+                    f"psnr {psnr:.2f} lr {cfg.lr_at(self.step):.2e} {rate:.2f} it/s elapsed {self.elapsed_s / 60:.1f} min "
+                    f"cpu {self.cpu_s / 60:.1f} min"
                 )
                 self.history.append({"step": self.step, **{k: round(v, 5) for k, v in mean.items()}})
                 window, t_window = [], time.monotonic()
             if self.val_data is not None and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                 val = self.validate()
-                self.log(f"val step {self.step}: {json.dumps(val)}")
-                self.history.append({"step": self.step, "val": val})
+                # the CPU time at each validation lets runs of different step costs compare at equal budget
+                self.log(f"val step {self.step} (cpu {self.cpu_s / 60:.1f} min): {json.dumps(val)}")
+                self.history.append({"step": self.step, "cpu_s": round(self.cpu_s, 3), "val": val})
             now = time.monotonic()
             if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
                 self.save_checkpoint(self.run_dir / f"snapshot-step{self.step}.pt")

@@ -1,0 +1,81 @@
+"""Validation curves of training runs against their CPU time, in one table: runs whose steps cost differently
+(e.g. ``tcm-hyperprior`` and ``mbt2018-mean`` from scratch) compare at equal CPU-seconds, not equal steps.
+
+Reads each run's ``checkpoint.pt`` (its history holds every validation). Validations logged before the trainer
+recorded CPU time per validation get an estimate, linear in steps between the recorded points (step 0 at 0 s,
+each recorded validation, the checkpoint's own step and ``cpu_s``), marked ``~``.
+
+    python benchmarks/equal_budget_curve.py tcm=checkpoints/tcm-scratch mbt=checkpoints/mbt-scratch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def load_run(path: Path) -> dict:
+    """A run directory's (or checkpoint file's) step, CPU seconds and validation history."""
+    import torch
+
+    ckpt = path / "checkpoint.pt" if path.is_dir() else path
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if "cpu_s" not in state:
+        raise ValueError(f"{ckpt}: no CPU time recorded (checkpoint predates the trainer's cpu_s)")
+    return {"step": int(state["step"]), "cpu_s": float(state["cpu_s"]), "history": json.loads(state["history"]),
+            "family": state.get("family", "?")}
+
+
+def validation_points(run: dict) -> list[dict]:
+    """The run's validations, each with its CPU seconds (recorded, or estimated: ``estimated`` True)."""
+    vals = [h for h in run["history"] if "val" in h]
+    known = [(0, 0.0)] + [(h["step"], h["cpu_s"]) for h in vals if "cpu_s" in h] + [(run["step"], run["cpu_s"])]
+    steps, cpus = zip(*sorted(set(known)))
+    points = []
+    for h in vals:
+        estimated = "cpu_s" not in h
+        cpu = float(np.interp(h["step"], steps, cpus)) if estimated else float(h["cpu_s"])
+        points.append({"step": h["step"], "cpu_s": cpu, "estimated": estimated, "val": h["val"]})
+    return points
+
+
+def qualities(points: list[dict]) -> list[str]:
+    """The validated quality labels (``q1``, ``q6``, ...) in numeric order."""
+    names = {k.rsplit("_", 1)[0] for p in points for k in p["val"]}
+    return sorted(names, key=lambda q: int(q[1:]))
+
+
+def table(runs: dict[str, dict]) -> str:
+    """Markdown: every validation of every run, ordered by CPU time."""
+    rows = [(label, p) for label, run in runs.items() for p in validation_points(run)]
+    rows.sort(key=lambda r: (r[1]["cpu_s"], r[0]))
+    qs = qualities([p for _, p in rows])
+    lines = ["| run | step | CPU min | " + " | ".join(f"{q} bpp / PSNR" for q in qs) + " |",
+             "|---|---|---|" + "---|" * len(qs)]
+    for label, p in rows:
+        cpu = f"{'~' if p['estimated'] else ''}{p['cpu_s'] / 60:.1f}"
+        cells = [f"{p['val'][f'{q}_bpp']:.4f} / {p['val'][f'{q}_psnr']:.2f}" if f"{q}_bpp" in p["val"] else ""
+                 for q in qs]
+        lines.append(f"| {label} | {p['step']:,} | {cpu} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR", help="run directory or checkpoint file")
+    args = parser.parse_args(argv)
+    runs = {}
+    for spec in args.runs:
+        label, _, path = spec.rpartition("=")
+        run = load_run(Path(path))
+        runs[label or Path(path).name] = run
+        print(f"{label or path}: {run['family']}, step {run['step']:,}, {run['cpu_s']:,.0f} CPU-s")
+    print()
+    print(table(runs))
+
+
+if __name__ == "__main__":
+    main()
