@@ -390,3 +390,43 @@ def test_lr_scales_train_the_added_parameters_faster(image_folder, tmp_path):
     with pytest.raises(SystemExit, match="PREFIX=FACTOR"):
         main(["train", "--run-dir", str(tmp_path / "cli"), "--family", "charm-hyperprior", "--data", str(image_folder),
               "--lr-scale", "slice_transforms."])
+
+
+@pytest.mark.parametrize("family", ["mbt2018-mean", "tcm-hyperprior"])
+def test_channels_last_trains_the_same_model_and_switches_on_resume(image_folder, tmp_path, family):
+    """``channels_last`` changes memory layout only: from the same seed the same weights, and on one batch the same
+    loss and gradients up to float rounding; a contiguous run resumes with it; its export holds plain tensors."""
+    common = dict(family=family, model_config={"N": 8, "M": 12, "lambdas": [0.005, 0.05], **(
+        {"window": 4} if family == "tcm-hyperprior" else {})}, steps=2, batch=2, crop=64, val_every=0,
+        data={"folder": str(image_folder), "train_glob": ["*"], "val_glob": ["val_*"]})
+    train = ImageCache(list_images(image_folder, ["*"], ["val_*"]))
+    plain = Trainer(TrainConfig(**common), train, None, tmp_path / "plain", log=lambda m: None)
+    fast = Trainer(TrainConfig(**common, channels_last=True), train, None, tmp_path / "fast", log=lambda m: None)
+    assert fast.model.g_a[0].weight.is_contiguous(memory_format=torch.channels_last)
+    a, b = plain.model.state_dict(), fast.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    x, q = torch.rand(2, 3, 64, 64), torch.tensor([0, 1])
+    losses, grads = [], []
+    for trainer in (plain, fast):
+        out = trainer.model.train()(x.contiguous(memory_format=trainer.memory_format), q)
+        loss = trainer.model.rate_distortion_loss(out, x, trainer.lambdas[q])["loss"]
+        trainer.model.zero_grad()
+        loss.backward()
+        losses.append(float(loss.detach()))
+        grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert float((grads[1] - grads[0]).norm()) < 1e-4 * float(grads[0].norm())
+    fast.fit()
+    assert fast.step == 2
+    plain.fit()
+    resumed = Trainer(TrainConfig(**{**common, "steps": 3, "channels_last": True}), train, None, tmp_path / "plain",
+                      log=lambda m: None)
+    resumed.load_checkpoint(plain.checkpoint_path)
+    resumed.fit()
+    assert resumed.step == 3 and resumed.model.g_s[0].weight.is_contiguous(memory_format=torch.channels_last)
+    from safetensors.torch import load_file
+
+    from nicbeam.training.export import export_model
+
+    paths = export_model(resumed, "tiny-cl", tmp_path / "w")
+    assert all(t.is_contiguous() for t in load_file(str(paths["weights"])).values())

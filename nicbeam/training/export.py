@@ -144,6 +144,7 @@ def export_model(trainer, name: str, out_dir: str | os.PathLike | None = None, e
                 "this counts wall-clock time, an upper bound for a 1-thread run"} if trainer.cpu_estimated_until else {}),
             "autocast": cfg.autocast,
             "compile": cfg.compile,
+            "channels_last": cfg.channels_last,
             "warm_start_lineage": warm_start_lineage(cfg.data),
             "hardware": ", ".join(trainer.trained_on) or "unknown (checkpoint predates the record)",
             "seed": cfg.seed,

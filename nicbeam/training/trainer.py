@@ -74,6 +74,9 @@ class Trainer:
         if cfg.autocast not in ("off", "bf16"):
             raise ValueError(f"autocast must be 'off' or 'bf16', not {cfg.autocast!r}")
         self.model = build_model(cfg.family, **cfg.model_config).to(self.device)
+        #: memory format of the training crops (and of the 4-D weights, converted here): see ``cfg.channels_last``
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         #: the forward of training steps: compiled when ``cfg.compile`` (validation keeps the plain model, whose
         #: other shapes and iteration counts would each cost a compile)
         self.train_forward = torch.compile(self.model.forward, dynamic=False) if cfg.compile else self.model.forward
@@ -225,7 +228,7 @@ class Trainer:
             crops = hardest_patches(self.train_data.sample(rng, cfg.batch * cfg.hard_patches, cfg.crop), cfg.batch)
         else:
             crops = self.train_data.sample(rng, cfg.batch, cfg.crop)
-        x = to_tensor(crops).to(self.device, non_blocking=True)
+        x = to_tensor(crops).to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         q = torch.from_numpy(rng.integers(0, self.model.num_qualities, cfg.batch)).to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr_at(self.step) * group.get("lr_scale", 1.0)
