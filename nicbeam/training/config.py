@@ -45,8 +45,9 @@ class TrainConfig:
     # (1.09x) after ~2.5 CPU-min of compiling at every (re)start. Validation and export run the plain model.
     compile: bool = False
     # True: the model's 4-D weights and the training crops in channels-last memory, which the CPU convolutions
-    # (oneDNN) run faster: measured here, 1 thread, batch 4 of 256^2, fp32 / under bf16 autocast:
-    # mbt2018-mean 1.04x / 1.25x, tcm-hyperprior 1.05x / 1.13x. Same model, float-rounding differences only.
+    # (oneDNN) run faster. Whole training steps, 1 thread, batch 4 of 256^2 (benchmarks/bench_train_step.py):
+    # mbt2018-mean 1.17x (fp32), 2.04x with bf16 autocast (bf16 alone 1.64x); tcm-hyperprior 1.09x, 1.66x (1.57x).
+    # Same model, float-rounding differences only.
     channels_last: bool = False
     # > 1: draw this many times `batch` crops and train on the `batch` that PNG compresses worst (Toderici et al.
     # 2017 train on the 32x32 patches with the worst PNG compression ratio); 0 or 1: plain random crops
