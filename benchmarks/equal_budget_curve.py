@@ -1,11 +1,14 @@
 """Validation curves of training runs against their CPU time, in one table: runs whose steps cost differently
 (e.g. ``tcm-hyperprior`` and ``mbt2018-mean`` from scratch) compare at equal CPU-seconds, not equal steps.
 
-Reads each run's ``checkpoint.pt`` (its history holds every validation). Validations logged before the trainer
-recorded CPU time per validation get an estimate, linear in steps between the recorded points (step 0 at 0 s,
-each recorded validation, the checkpoint's own step and ``cpu_s``), marked ``~``.
+Reads each run's ``checkpoint.pt`` (its history holds every validation, and the CPU time where each segment of the
+run began). Validations logged before the trainer recorded CPU time get an estimate, linear in steps between the
+known points (step 0 at 0 s, recorded validations and segment starts, ``--anchor`` points, the checkpoint's own
+step and ``cpu_s``), marked ``~``; an anchor gives the CPU time at a step known from elsewhere (an earlier
+checkpoint), needed where the step cost changed before the trainer recorded segment starts.
 
-    python benchmarks/equal_budget_curve.py tcm=checkpoints/tcm-scratch mbt=checkpoints/mbt-scratch
+    python benchmarks/equal_budget_curve.py tcm=checkpoints/tcm-scratch mbt=checkpoints/mbt-scratch \
+        --anchor tcm=4044:4351 --anchor mbt=6811:4351
 """
 
 from __future__ import annotations
@@ -29,11 +32,15 @@ def load_run(path: Path) -> dict:
             "family": state.get("family", "?")}
 
 
-def validation_points(run: dict) -> list[dict]:
-    """The run's validations, each with its CPU seconds (recorded, or estimated: ``estimated`` True)."""
+def validation_points(run: dict, anchors: list[tuple[int, float]] = ()) -> list[dict]:
+    """The run's validations, each with its CPU seconds (recorded, or estimated: ``estimated`` True) given extra
+    known (step, CPU seconds) ``anchors``."""
     vals = [h for h in run["history"] if "val" in h]
-    known = [(0, 0.0)] + [(h["step"], h["cpu_s"]) for h in vals if "cpu_s" in h] + [(run["step"], run["cpu_s"])]
-    steps, cpus = zip(*sorted(set(known)))
+    known = {0: 0.0, **{h["step"]: h["cpu_s"] for h in run["history"] if "cpu_s" in h}, **dict(anchors),
+             run["step"]: run["cpu_s"]}
+    steps, cpus = zip(*sorted(known.items()))
+    if any(b < a for a, b in zip(cpus, cpus[1:])):
+        raise ValueError(f"CPU time falls somewhere along the known points {sorted(known.items())}")
     points = []
     for h in vals:
         estimated = "cpu_s" not in h
@@ -48,9 +55,10 @@ def qualities(points: list[dict]) -> list[str]:
     return sorted(names, key=lambda q: int(q[1:]))
 
 
-def table(runs: dict[str, dict]) -> str:
+def table(runs: dict[str, dict], anchors: dict[str, list[tuple[int, float]]] | None = None) -> str:
     """Markdown: every validation of every run, ordered by CPU time."""
-    rows = [(label, p) for label, run in runs.items() for p in validation_points(run)]
+    anchors = anchors or {}
+    rows = [(label, p) for label, run in runs.items() for p in validation_points(run, anchors.get(label, []))]
     rows.sort(key=lambda r: (r[1]["cpu_s"], r[0]))
     qs = qualities([p for _, p in rows])
     lines = ["| run | step | CPU min | " + " | ".join(f"{q} bpp / PSNR" for q in qs) + " |",
@@ -66,7 +74,14 @@ def table(runs: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR", help="run directory or checkpoint file")
+    parser.add_argument("--anchor", action="append", default=[], metavar="LABEL=STEP:CPU_S",
+                        help="the CPU seconds of run LABEL at STEP, known from elsewhere (repeatable)")
     args = parser.parse_args(argv)
+    anchors: dict[str, list[tuple[int, float]]] = {}
+    for spec in args.anchor:
+        label, _, point = spec.partition("=")
+        step, _, cpu = point.partition(":")
+        anchors.setdefault(label, []).append((int(step), float(cpu)))
     runs = {}
     for spec in args.runs:
         label, _, path = spec.rpartition("=")
@@ -74,7 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         runs[label or Path(path).name] = run
         print(f"{label or path}: {run['family']}, step {run['step']:,}, {run['cpu_s']:,.0f} CPU-s")
     print()
-    print(table(runs))
+    unknown = set(anchors) - set(runs)
+    if unknown:
+        parser.error(f"--anchor for runs not given: {sorted(unknown)}")
+    print(table(runs, anchors))
 
 
 if __name__ == "__main__":

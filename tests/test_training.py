@@ -80,7 +80,7 @@ def test_trainer_checkpoint_resume_and_export(image_folder, tmp_path):
     assert trainer.step == 3 and any(line.startswith("val step 3 (cpu ") for line in lines)
     # each validation records the run's CPU time so that runs of different step costs compare at equal budget
     (val_entry,) = [h for h in trainer.history if "val" in h]
-    assert val_entry["step"] == 3 and 0 < val_entry["cpu_s"] <= trainer.cpu_s
+    assert val_entry["step"] == 3 and 0 < val_entry["cpu_s"] <= round(trainer.cpu_s, 3)
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     state = torch.load(trainer.checkpoint_path, weights_only=True)  # safe to load
     assert state["step"] == 3 and not list((tmp_path / "run").glob("*.tmp"))
@@ -93,6 +93,9 @@ def test_trainer_checkpoint_resume_and_export(image_folder, tmp_path):
         assert torch.equal(v, resumed.model.state_dict()[k])
     resumed.fit()
     assert resumed.step == 5
+    # each segment records where it began (a resume may change the step cost)
+    starts = [(h["step"], h["cpu_s"]) for h in resumed.history if h.get("segment_start")]
+    assert [s for s, _ in starts] == [0, 3] and starts[0][1] == 0 and starts[1][1] == round(trainer.cpu_s, 3)
     # export: safetensors + sidecar with digest; a codec loads it and codes an image
     from nicbeam.training.export import export_model
 

@@ -303,6 +303,8 @@ class Trainer:
         start = time.monotonic()
         base_elapsed = self.elapsed_s
         base_cpu, cpu_start = self.cpu_s, time.process_time()  # process time: every thread of this process
+        # where each segment (start or resume) begins: a resume may change the step cost (--autocast, --batch, ...)
+        self.history.append({"step": self.step, "cpu_s": round(self.cpu_s, 3), "segment_start": True})
         last_ckpt = start
         window: list[dict[str, float]] = []
         t_window = time.monotonic()
