@@ -8,7 +8,7 @@ step and ``cpu_s``), marked ``~``; an anchor gives the CPU time at a step known 
 checkpoint), needed where the step cost changed before the trainer recorded segment starts.
 
     python benchmarks/equal_budget_curve.py tcm=checkpoints/tcm-scratch mbt=checkpoints/mbt-scratch \
-        --anchor tcm=4044:4351 --anchor mbt=6811:4351
+        --anchor tcm=4044:4351 --anchor mbt=6811:4351 --reference mbt
 """
 
 from __future__ import annotations
@@ -55,19 +55,42 @@ def qualities(points: list[dict]) -> list[str]:
     return sorted(names, key=lambda q: int(q[1:]))
 
 
-def table(runs: dict[str, dict], anchors: dict[str, list[tuple[int, float]]] | None = None) -> str:
-    """Markdown: every validation of every run, ordered by CPU time."""
+def _cpu_min(point: dict) -> str:
+    return f"{'~' if point['estimated'] else ''}{point['cpu_s'] / 60:.1f}"
+
+
+def bd_rate_vs(point: dict, reference: list[dict], qs: list[str]) -> str:
+    """PSNR BD-rate and BD-PSNR of one validation against the reference run's validation nearest in CPU time
+    (PCHIP over the validated qualities), with that validation's CPU minutes; or why they cannot be computed."""
+    from nicbeam.metrics.rd import bd_psnr, bd_rate
+
+    ref = min(reference, key=lambda r: abs(r["cpu_s"] - point["cpu_s"]))
+    curve = lambda p: ([p["val"][f"{q}_bpp"] for q in qs], [p["val"][f"{q}_psnr"] for q in qs])  # noqa: E731
+    try:
+        value = (f"{bd_rate(*curve(ref), *curve(point), min_points=3):+.1f} % / "
+                 f"{bd_psnr(*curve(ref), *curve(point), min_points=3):+.2f} dB")
+    except ValueError as err:  # curves that do not overlap or are not yet monotonic this early
+        value = f"n/a ({str(err).split(':')[0]})"
+    return f"{value} (at {_cpu_min(ref)})"
+
+
+def table(runs: dict[str, dict], anchors: dict[str, list[tuple[int, float]]] | None = None,
+          reference: str | None = None) -> str:
+    """Markdown: every validation of every run, ordered by CPU time; with ``reference``, each other run's
+    validation also gets its PSNR BD-rate and BD-PSNR against the reference's validation nearest in CPU time."""
     anchors = anchors or {}
-    rows = [(label, p) for label, run in runs.items() for p in validation_points(run, anchors.get(label, []))]
-    rows.sort(key=lambda r: (r[1]["cpu_s"], r[0]))
+    points = {label: validation_points(run, anchors.get(label, [])) for label, run in runs.items()}
+    rows = sorted(((label, p) for label, ps in points.items() for p in ps), key=lambda r: (r[1]["cpu_s"], r[0]))
     qs = qualities([p for _, p in rows])
-    lines = ["| run | step | CPU min | " + " | ".join(f"{q} bpp / PSNR" for q in qs) + " |",
-             "|---|---|---|" + "---|" * len(qs)]
+    extra = [f"BD-rate / BD-PSNR vs {reference} (its CPU min)"] if reference else []
+    header = ["run", "step", "CPU min"] + [f"{q} bpp / PSNR" for q in qs] + extra
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, p in rows:
-        cpu = f"{'~' if p['estimated'] else ''}{p['cpu_s'] / 60:.1f}"
         cells = [f"{p['val'][f'{q}_bpp']:.4f} / {p['val'][f'{q}_psnr']:.2f}" if f"{q}_bpp" in p["val"] else ""
                  for q in qs]
-        lines.append(f"| {label} | {p['step']:,} | {cpu} | " + " | ".join(cells) + " |")
+        if reference:
+            cells.append("" if label == reference else bd_rate_vs(p, points[reference], qs))
+        lines.append(f"| {label} | {p['step']:,} | {_cpu_min(p)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -76,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR", help="run directory or checkpoint file")
     parser.add_argument("--anchor", action="append", default=[], metavar="LABEL=STEP:CPU_S",
                         help="the CPU seconds of run LABEL at STEP, known from elsewhere (repeatable)")
+    parser.add_argument("--reference", default=None, metavar="LABEL",
+                        help="add each other run's PSNR BD-rate and BD-PSNR against this run at the nearest CPU time")
     args = parser.parse_args(argv)
     anchors: dict[str, list[tuple[int, float]]] = {}
     for spec in args.anchor:
@@ -92,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(anchors) - set(runs)
     if unknown:
         parser.error(f"--anchor for runs not given: {sorted(unknown)}")
-    print(table(runs, anchors))
+    if args.reference and args.reference not in runs:
+        parser.error(f"--reference {args.reference!r} is not one of the runs {sorted(runs)}")
+    print(table(runs, anchors, args.reference))
 
 
 if __name__ == "__main__":
