@@ -433,3 +433,22 @@ def test_channels_last_trains_the_same_model_and_switches_on_resume(image_folder
 
     paths = export_model(resumed, "tiny-cl", tmp_path / "w")
     assert all(t.is_contiguous() for t in load_file(str(paths["weights"])).values())
+
+
+def test_training_stops_at_a_cpu_budget_and_resumes_past_it(image_folder, tmp_path):
+    """``until_cpu_s`` (``nicbeam train --until-cpu-s``) stops a run once its CPU time, counted over all segments,
+    reaches the budget, with a checkpoint; a higher budget continues it."""
+    cfg = TrainConfig(family="bmshj2017-factorized", model_config={"N": 8, "M": 12, "lambdas": [0.005, 0.05]},
+                      steps=100_000, batch=2, crop=32, val_every=0,
+                      data={"folder": str(image_folder), "train_glob": ["*"], "val_glob": ["val_*"]})
+    train = ImageCache(list_images(image_folder, ["*"], ["val_*"]))
+    lines = []
+    trainer = Trainer(cfg, train, None, tmp_path / "run", log=lines.append)
+    trainer.fit(until_cpu_s=0.0)
+    assert trainer.step == 0 and any(line.startswith("CPU budget of 0 s reached at step 0") for line in lines)
+    trainer.fit(until_cpu_s=0.3)
+    first = trainer.step
+    assert 0 < first < cfg.steps and trainer.cpu_s >= 0.3
+    assert torch.load(trainer.checkpoint_path, weights_only=True)["step"] == first
+    trainer.fit(until_cpu_s=trainer.cpu_s + 0.2)
+    assert trainer.step > first

@@ -86,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-every", type=int, default=d["val_every"], help="steps")
     parser.add_argument("--log-every", type=int, default=d["log_every"], help="steps")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this")
+    parser.add_argument("--until-cpu-s", type=float, default=None, metavar="SECONDS",
+                        help="stop (and checkpoint) once the run's CPU time (all segments) reaches this: runs "
+                             "compared at equal budget stop at the same CPU time")
     parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                         help="new run only: copy parameters of matching name and shape from another checkpoint")
     parser.add_argument("--snapshot-every", type=int, default=None,
@@ -241,7 +244,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         log(f"new run {cfg.family} {json.dumps(cfg.model_config)}: {n_params} parameters, run dir {run_dir}")
     if not args.export_only:
         log(f"training to step {cfg.steps}: batch {cfg.batch} crop {cfg.crop} lr {cfg.lr} on {trainer.hardware}")
-        trainer.fit(max_minutes=args.max_minutes)
+        trainer.fit(max_minutes=args.max_minutes, until_cpu_s=args.until_cpu_s)
     if args.export or args.export_only:
         from nicbeam.training.export import export_model
 

@@ -270,8 +270,10 @@ class Trainer:
                 result[f"q{qi + 1}_ms_ssim"] = round(float(losses["ms_ssim"]), 5)
         return result
 
-    def fit(self, max_minutes: float | None = None) -> None:
-        """Train to ``cfg.steps`` (or ``max_minutes``); SIGTERM / Ctrl-C stop after a final checkpoint."""
+    def fit(self, max_minutes: float | None = None, until_cpu_s: float | None = None) -> None:
+        """Train to ``cfg.steps``, or for ``max_minutes`` of this call, or until the run's CPU time reaches
+        ``until_cpu_s`` (runs compared at equal budget stop at the same CPU time); SIGTERM / Ctrl-C stop after a
+        final checkpoint."""
         import signal
 
         stop = {"flag": False}
@@ -285,7 +287,7 @@ class Trainer:
         except ValueError:  # not the main thread
             pass
         try:
-            self._fit(max_minutes, stop)
+            self._fit(max_minutes, until_cpu_s, stop)
         except KeyboardInterrupt:
             self.log(f"interrupted at step {self.step}")
             self.save_checkpoint()
@@ -295,7 +297,7 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
-    def _fit(self, max_minutes: float | None, stop: dict) -> None:
+    def _fit(self, max_minutes: float | None, until_cpu_s: float | None, stop: dict) -> None:
         cfg = self.cfg
         if self.hardware not in self.trained_on:
             self.trained_on.append(self.hardware)
@@ -309,6 +311,9 @@ class Trainer:
         window: list[dict[str, float]] = []
         t_window = time.monotonic()
         while self.step < cfg.steps:
+            if until_cpu_s is not None and self.cpu_s >= until_cpu_s:
+                self.log(f"CPU budget of {until_cpu_s:g} s reached at step {self.step} ({self.cpu_s:.0f} CPU-s)")
+                break
             metrics = self.train_step(rng)
             self.step += 1
             self.elapsed_s = base_elapsed + time.monotonic() - start
