@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "1.09x faster RNN steps measured on this CPU); may be switched when resuming")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="weights and crops in channels-last memory (faster CPU convolutions: steps 1.09-1.17x "
-                             "faster here in fp32, 1.06-1.24x under --autocast bf16); may be switched when resuming")
+                             "faster here in fp32, 1.05-1.25x under --autocast bf16); may be switched when resuming")
     parser.add_argument("--hard-patches", type=int, default=d["hard_patches"], metavar="K",
                         help="new runs: draw K x batch crops per step and keep the batch PNG compresses worst "
                              "(Toderici et al. 2017); 0 = random crops")
