@@ -51,7 +51,7 @@ def validation_points(run: dict, anchors: list[tuple[int, float]] = ()) -> list[
 
 def qualities(points: list[dict]) -> list[str]:
     """The validated quality labels (``q1``, ``q6``, ...) in numeric order."""
-    names = {k.rsplit("_", 1)[0] for p in points for k in p["val"]}
+    names = {k.split("_", 1)[0] for p in points for k in p["val"]}  # q6_bpp, q6_psnr, q6_ms_ssim -> q6
     return sorted(names, key=lambda q: int(q[1:]))
 
 

@@ -53,3 +53,9 @@ def test_table_pairs_each_run_with_the_reference_at_the_nearest_cpu_time(curve):
     row = next(line for line in curve.table({"ref": ref, "test": cheaper}, reference="ref").splitlines()
                if line.startswith("| test |"))
     assert "-10.0 %" in row
+
+
+def test_quality_labels_include_runs_validated_on_ms_ssim(curve):
+    """An MS-SSIM run's validations also carry ``q6_ms_ssim``: the labels are still q1, q6, q10."""
+    points = [{"val": {**_val([0.1, 0.5, 1.0], [20, 22, 23]), "q1_ms_ssim": 0.9, "q6_ms_ssim": 0.95}}]
+    assert curve.qualities(points) == ["q1", "q6", "q10"]
