@@ -148,6 +148,50 @@ def test_compacted_checkpoint_keeps_the_model_and_resumes(image_folder, tmp_path
     assert resumed.step == 3
 
 
+def test_split_checkpoint_resumes_and_refuses_a_missing_or_stale_optimizer_file(image_folder, tmp_path):
+    """``compact --split-optimizer``: the optimizer state in a sibling file (per-file size limits); the trainer
+    resumes from the pair as from the unsplit compacted file, and refuses a missing or other-step sibling."""
+    from nicbeam.training.compact import compact_checkpoint, main as compact_main, optimizer_path
+
+    cfg = TrainConfig(family="mbt2018-mean", model_config={"N": 8, "M": 12, "lambdas": [0.005, 0.05]},
+                      steps=2, batch=2, crop=64, val_crop=64, val_every=0,
+                      data={"folder": str(image_folder), "train_glob": ["*"], "val_glob": ["val_*"]})
+    train = ImageCache(list_images(image_folder, ["*"], ["val_*"]))
+    trainer = Trainer(cfg, train, None, tmp_path / "run", log=lambda m: None)
+    trainer.fit()
+    whole = compact_checkpoint(trainer.checkpoint_path, tmp_path / "whole.pt")
+    compact_main([str(trainer.checkpoint_path), str(tmp_path / "split.pt"), "--split-optimizer"])
+    split, side = tmp_path / "split.pt", optimizer_path(tmp_path / "split.pt")
+    assert side.name == "split.optimizer.pt"
+    head = torch.load(split, weights_only=True)
+    assert "optimizer" not in head and head["optimizer_file"] == "split.optimizer.pt"
+    assert split.stat().st_size < 0.6 * whole.stat().st_size
+    with pytest.raises(ValueError, match="already split"):
+        compact_checkpoint(split, tmp_path / "again.pt", split_optimizer=True)
+
+    def resumed_from(path):
+        resumed = Trainer(TrainConfig(**{**cfg.__dict__, "steps": 3}), train, None, tmp_path / f"from-{path.stem}",
+                          log=lambda m: None)
+        resumed.load_checkpoint(path)
+        return resumed
+
+    a, b = resumed_from(whole), resumed_from(split)
+    assert b.step == 2
+    for index, moments in a.optimizer.state_dict()["state"].items():
+        assert all(torch.equal(value, b.optimizer.state_dict()["state"][index][name]) for name, value in moments.items())
+    b.fit()  # and its own next checkpoint is whole again
+    assert b.step == 3 and "optimizer" in torch.load(b.checkpoint_path, weights_only=True)
+
+    stale = torch.load(side, weights_only=True)
+    stale["step"] = 1
+    torch.save(stale, side)
+    with pytest.raises(ValueError, match="optimizer state of step 1"):
+        resumed_from(split)
+    side.unlink()
+    with pytest.raises(FileNotFoundError, match="which is missing"):
+        resumed_from(split)
+
+
 def test_cli_train_resume_export(image_folder, tmp_path):
     run = tmp_path / "cli-run"
     common = ["train", "--run-dir", str(run)]

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from nicbeam.training.compact import load_optimizer_file
 from nicbeam.training.config import TrainConfig
 from nicbeam.training.data import ImageCache
 from nicbeam.training.registry import build_model, family_downsampling
@@ -149,7 +150,7 @@ class Trainer:
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_optimizer_file(path, torch.load(path, map_location="cpu", weights_only=True))
         saved = json.loads(state["train_config"])
         # compare the configs with defaults filled (a checkpoint older than a new, defaulted option still fits)
         if saved["family"] != self.cfg.family or build_model(saved["family"], **saved["model_config"]).config != self.model.config:
