@@ -80,10 +80,16 @@ def test_window_attention_matches_brute_force_and_ignores_padding(h, w, shifted)
     block = SwinBlock(8, heads=2, window=4, shifted=shifted).double()
     hp, wp = -(-h // 4) * 4, -(-w // 4) * 4
     grid = torch.randn(2, hp, wp, 8, dtype=torch.float64)
-    for grad in (False, True):  # PyTorch's fused attention kernel (inference) and its plain form (training)
+    for grad in (False, True):  # PyTorch's fused attention kernel (inference) and the written-out form (training)
         with torch.set_grad_enabled(grad):
             got = block.attend(grid, h, w)[:, :h, :w]
             torch.testing.assert_close(got, _reference_attention(block, grid, h, w), rtol=1e-10, atol=1e-10)
+            if grad:  # the training form's gradients are the reference's too (weights and bias table)
+                weights = [block.attn.qkv.weight, block.attn.bias_table]
+                mine = torch.autograd.grad(got.square().sum(), weights)
+                ref = torch.autograd.grad(_reference_attention(block, grid, h, w).square().sum(), weights)
+                for a, r in zip(mine, ref):
+                    torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-10)
             assert torch.isfinite(block.attend(grid, h, w)).all()  # padded rows too: no NaN to reach gradients
             # other values in the padding (any magnitude): the valid outputs do not change at all
             for fill in (0.0, 1e4, -1e4):
