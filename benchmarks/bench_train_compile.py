@@ -9,6 +9,12 @@ depend on the pixels).
 
     TORCHINDUCTOR_COMPILE_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_train_compile.py \\
         --model-arg cell=lstm --model-arg framing=residual-scaling [--rounds 3] [--steps 5]
+
+The issue-15 arms (both trainers in bf16 autocast and channels-last, as those runs train)::
+
+    TORCHINDUCTOR_COMPILE_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_train_compile.py \\
+        --family tcm-hyperprior --model-arg N=64 --model-arg M=128 --batch 4 --crop 256 --hard-patches 0 \\
+        --autocast bf16 --channels-last
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ def main() -> None:
     parser.add_argument("--hard-patches", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5, help="steps per round")
+    parser.add_argument("--autocast", default="off", choices=["off", "bf16"], help="as nicbeam train --autocast")
+    parser.add_argument("--channels-last", action="store_true", help="as nicbeam train --channels-last")
     args = parser.parse_args()
     from nicbeam.pipelines.cmd_train import _parse_model_args
     from nicbeam.training.data import ImageCache
@@ -67,7 +75,8 @@ def main() -> None:
     trainers, first_step = {}, {}
     for compiled in (False, True):
         cfg = TrainConfig(family=args.family, model_config=_parse_model_args(args.model_arg), batch=args.batch,
-                          crop=args.crop, hard_patches=args.hard_patches, compile=compiled)
+                          crop=args.crop, hard_patches=args.hard_patches, compile=compiled, autocast=args.autocast,
+                          channels_last=args.channels_last)
         trainer = Trainer(cfg, data, None, tempfile.mkdtemp(prefix="bench-compile-run-"), log=lambda _: None)
         rng = np.random.default_rng(0)
         first_step[compiled] = cpu_per_step(trainer, rng, 1)  # the compiled trainer compiles here
@@ -79,7 +88,7 @@ def main() -> None:
             best[compiled] = min(best[compiled], cpu_per_step(trainer, rng, args.steps))
     result = {
         "family": args.family, "model_config": trainers[False][0].model.config, "batch": args.batch,
-        "crop": args.crop, "torch": torch.__version__,
+        "crop": args.crop, "autocast": args.autocast, "channels_last": args.channels_last, "torch": torch.__version__,
         "compile_cpu_s_this_process": round(compile_cpu_s, 1),
         "eager_cpu_s_per_step": round(best[False], 3), "compiled_cpu_s_per_step": round(best[True], 3),
         "speedup": round(best[False] / best[True], 3),
