@@ -119,17 +119,23 @@ def test_trainer_checkpoint_resume_and_export(image_folder, tmp_path):
         FactorizedCodec(weights=paths["weights"], quality=3).encode(image)  # only 2 rate points
 
 
-def test_compacted_checkpoint_keeps_the_model_and_resumes(image_folder, tmp_path):
-    """``nicbeam.training.compact``: optimizer moments in bfloat16 (smaller file), model and counters exact, and
-    the trainer resumes from it with moments equal to the bfloat16-rounded originals."""
-    from nicbeam.training.compact import compact_checkpoint
-
+def _two_step_run(image_folder, tmp_path):
+    """A tiny ``mbt2018-mean`` trained for 2 steps: its config, training images and trainer (checkpoint written)."""
     cfg = TrainConfig(family="mbt2018-mean", model_config={"N": 8, "M": 12, "lambdas": [0.005, 0.05]},
                       steps=2, batch=2, crop=64, val_crop=64, val_every=0,
                       data={"folder": str(image_folder), "train_glob": ["*"], "val_glob": ["val_*"]})
     train = ImageCache(list_images(image_folder, ["*"], ["val_*"]))
     trainer = Trainer(cfg, train, None, tmp_path / "run", log=lambda m: None)
     trainer.fit()
+    return cfg, train, trainer
+
+
+def test_compacted_checkpoint_keeps_the_model_and_resumes(image_folder, tmp_path):
+    """``nicbeam.training.compact``: optimizer moments in bfloat16 (smaller file), model and counters exact, and
+    the trainer resumes from it with moments equal to the bfloat16-rounded originals."""
+    from nicbeam.training.compact import compact_checkpoint
+
+    cfg, train, trainer = _two_step_run(image_folder, tmp_path)
     small = compact_checkpoint(trainer.checkpoint_path, tmp_path / "small.pt")
     assert small.stat().st_size < 0.8 * trainer.checkpoint_path.stat().st_size
     full, compact = (torch.load(p, weights_only=True) for p in (trainer.checkpoint_path, small))
@@ -153,12 +159,7 @@ def test_split_checkpoint_resumes_and_refuses_a_missing_or_stale_optimizer_file(
     resumes from the pair as from the unsplit compacted file, and refuses a missing or other-step sibling."""
     from nicbeam.training.compact import compact_checkpoint, main as compact_main, optimizer_path
 
-    cfg = TrainConfig(family="mbt2018-mean", model_config={"N": 8, "M": 12, "lambdas": [0.005, 0.05]},
-                      steps=2, batch=2, crop=64, val_crop=64, val_every=0,
-                      data={"folder": str(image_folder), "train_glob": ["*"], "val_glob": ["val_*"]})
-    train = ImageCache(list_images(image_folder, ["*"], ["val_*"]))
-    trainer = Trainer(cfg, train, None, tmp_path / "run", log=lambda m: None)
-    trainer.fit()
+    cfg, train, trainer = _two_step_run(image_folder, tmp_path)
     whole = compact_checkpoint(trainer.checkpoint_path, tmp_path / "whole.pt")
     compact_main([str(trainer.checkpoint_path), str(tmp_path / "split.pt"), "--split-optimizer"])
     split, side = tmp_path / "split.pt", optimizer_path(tmp_path / "split.pt")
