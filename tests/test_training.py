@@ -193,6 +193,26 @@ def test_split_checkpoint_resumes_and_refuses_a_missing_or_stale_optimizer_file(
         resumed_from(split)
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_autocast_without_native_bfloat16_is_warned_of(image_folder, tmp_path, monkeypatch, native):
+    """Emulated bfloat16 (e.g. an AVX2-only CPU) makes bf16 training steps many times slower: the log says so,
+    and the hardware record (kept with the run) says which kind of CPU trained."""
+    import nicbeam.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "bf16_is_fast", lambda device: native)
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), "--family", "mbt2018-mean", "--data", str(image_folder),
+                 "--val-glob", "val_*", "--model-arg", "N=8", "--model-arg", "M=12", "--lambdas", "0.01,0.1",
+                 "--steps", "2", "--batch", "1", "--crop", "64", "--val-every", "0", "--log-every", "0",
+                 "--autocast", "bf16"]) == 0
+    log = (run / "train.log").read_text()
+    # every 0 steps: only at the last step (this once divided by zero)
+    assert [line.split()[:3] for line in log.splitlines() if line.startswith(("step ", "val step "))] == [
+        ["step", "2/2", "loss"], ["val", "step", "2"]]
+    assert ("without native bfloat16" in log) is not native
+    assert ("native bf16)" if native else "no native bf16)") in log
+
+
 def test_cli_train_resume_export(image_folder, tmp_path):
     run = tmp_path / "cli-run"
     common = ["train", "--run-dir", str(run)]
@@ -335,7 +355,8 @@ def test_train_with_autocast_records_it_and_the_warm_start_lineage(image_folder,
     assert json.loads((second / "config.json").read_text())["autocast"] == "bf16"
     recipe = json.loads((tmp_path / "w" / "tiny-bf16.json").read_text())["recipe"]
     assert recipe["autocast"] == "bf16" and recipe["lr_schedule"].startswith("linear warm-up over 5 steps")
-    assert recipe["hardware"] == "1 CPU thread(s)"  # of the training, not of the exporting process
+    # of the training, not of the exporting process; the ISA and bf16 support are what CPU seconds depend on
+    assert recipe["hardware"].startswith("1 CPU thread(s) (") and "bf16)" in recipe["hardware"]
     assert [(e["family"], e["step"], len(e["model_config"]["lambdas"])) for e in recipe["warm_start_lineage"]] == [
         ("mbt2018-mean", 2, 2)]
     # a source run that is gone (say a run directory outside the repository) is named as such, not as an error

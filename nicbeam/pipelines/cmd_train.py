@@ -83,8 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda, cuda:N")
     parser.add_argument("--checkpoint-every", type=float, default=None,
                         help=f"seconds (default {d['checkpoint_every_s']:g}; {replaces})")
-    parser.add_argument("--val-every", type=int, default=d["val_every"], help="steps")
-    parser.add_argument("--log-every", type=int, default=d["log_every"], help="steps")
+    parser.add_argument("--val-every", type=int, default=d["val_every"],
+                        help="steps between validations (0: only at the last step)")
+    parser.add_argument("--log-every", type=int, default=d["log_every"],
+                        help="steps between log lines (0: only at the last step)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this")
     parser.add_argument("--until-cpu-s", type=float, default=None, metavar="SECONDS",
                         help="stop (and checkpoint) once the run's CPU time (all segments) reaches this: runs "

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from nicbeam.codecs.learned.refine import bf16_is_fast
 from nicbeam.training.compact import load_optimizer_file
 from nicbeam.training.config import TrainConfig
 from nicbeam.training.data import ImageCache
@@ -72,6 +73,9 @@ class Trainer:
         self.log = log
         torch.manual_seed(cfg.seed)
         check_crops(cfg)
+        for name in ("val_every", "log_every"):
+            if getattr(cfg, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: only at the last step), not {getattr(cfg, name)}")
         if cfg.autocast not in ("off", "bf16"):
             raise ValueError(f"autocast must be 'off' or 'bf16', not {cfg.autocast!r}")
         self.model = build_model(cfg.family, **cfg.model_config).to(self.device)
@@ -116,10 +120,12 @@ class Trainer:
 
     @property
     def hardware(self) -> str:
-        """What trained, for the recipe: the GPU's name or the CPU thread count."""
+        """What trained, for the recipe: the GPU's name, or the CPU thread count with the vector ISA PyTorch
+        uses and whether bfloat16 is native (CPU seconds, and the cost of ``--autocast bf16``, depend on both)."""
         if self.device.type == "cuda":
             return f"GPU {torch.cuda.get_device_name(self.device)}"
-        return f"{torch.get_num_threads()} CPU thread(s)"
+        bf16 = "native bf16" if bf16_is_fast(self.device) else "no native bf16"
+        return f"{torch.get_num_threads()} CPU thread(s) ({torch.backends.cpu.get_cpu_capability()}, {bf16})"
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -302,6 +308,10 @@ class Trainer:
         cfg = self.cfg
         if self.hardware not in self.trained_on:
             self.trained_on.append(self.hardware)
+        if cfg.autocast == "bf16" and not bf16_is_fast(self.device):
+            self.log("warning: --autocast bf16 on a device without native bfloat16: PyTorch emulates it, and a "
+                     "training step was measured 15-45x slower than float32 on such a CPU (AVX2); consider "
+                     "resuming with --autocast off")
         rng = np.random.default_rng([cfg.seed, self.step])  # resuming gives a fresh, reproducible stream
         start = time.monotonic()
         base_elapsed = self.elapsed_s
@@ -320,7 +330,7 @@ class Trainer:
             self.elapsed_s = base_elapsed + time.monotonic() - start
             self.cpu_s = base_cpu + time.process_time() - cpu_start
             window.append(metrics)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+            if _due(self.step, cfg.log_every) or self.step == cfg.steps:
                 mean = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
                 psnr = 10 * math.log10(1.0 / max(mean["mse"], 1e-12))
                 rate = len(window) / max(1e-9, time.monotonic() - t_window)
@@ -331,13 +341,13 @@ class Trainer:
                 )
                 self.history.append({"step": self.step, **{k: round(v, 5) for k, v in mean.items()}})
                 window, t_window = [], time.monotonic()
-            if self.val_data is not None and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+            if self.val_data is not None and (_due(self.step, cfg.val_every) or self.step == cfg.steps):
                 val = self.validate()
                 # the CPU time at each validation lets runs of different step costs compare at equal budget
                 self.log(f"val step {self.step} (cpu {self.cpu_s / 60:.1f} min): {json.dumps(val)}")
                 self.history.append({"step": self.step, "cpu_s": round(self.cpu_s, 3), "val": val})
             now = time.monotonic()
-            if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
+            if _due(self.step, cfg.snapshot_every):
                 self.save_checkpoint(self.run_dir / f"snapshot-step{self.step}.pt")
                 self.log(f"snapshot step {self.step}")
             if now - last_ckpt >= cfg.checkpoint_every_s:
@@ -352,3 +362,9 @@ class Trainer:
                 break
         self.save_checkpoint()
         self.log(f"checkpoint step {self.step} -> {self.checkpoint_path}")
+
+
+def _due(step: int, every: int) -> bool:
+    """Whether a periodic action (log line, validation, snapshot) falls on ``step``; ``every`` 0: never (the caller adds
+    the last step)."""
+    return every > 0 and step % every == 0
