@@ -83,11 +83,12 @@ def test_window_attention_matches_brute_force_and_ignores_padding(h, w, shifted)
     for grad in (False, True):  # PyTorch's fused attention kernel (inference) and the written-out form (training)
         with torch.set_grad_enabled(grad):
             got = block.attend(grid, h, w)[:, :h, :w]
-            torch.testing.assert_close(got, _reference_attention(block, grid, h, w), rtol=1e-10, atol=1e-10)
+            expected = _reference_attention(block, grid, h, w)
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
             if grad:  # the training form's gradients are the reference's too (weights and bias table)
                 weights = [block.attn.qkv.weight, block.attn.bias_table]
                 mine = torch.autograd.grad(got.square().sum(), weights)
-                ref = torch.autograd.grad(_reference_attention(block, grid, h, w).square().sum(), weights)
+                ref = torch.autograd.grad(expected.square().sum(), weights)
                 for a, r in zip(mine, ref):
                     torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-10)
             assert torch.isfinite(block.attend(grid, h, w)).all()  # padded rows too: no NaN to reach gradients

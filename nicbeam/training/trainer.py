@@ -365,6 +365,6 @@ class Trainer:
 
 
 def _due(step: int, every: int) -> bool:
-    """Whether a periodic action (log line, validation, snapshot) falls on ``step``; ``every`` 0: never (the caller adds
-    the last step)."""
+    """Whether a periodic action (log line, validation, snapshot) falls on ``step``; ``every`` 0: never (log lines
+    and validations add the last step themselves)."""
     return every > 0 and step % every == 0
