@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     for spec in args.anchor:
         label, _, point = spec.partition("=")
         step, _, cpu = point.partition(":")
-        anchors.setdefault(label, []).append((int(step), float(cpu)))
+        try:
+            anchors.setdefault(label, []).append((int(step), float(cpu)))
+        except ValueError:
+            parser.error(f"--anchor takes LABEL=STEP:CPU_S (e.g. tcm=4044:4351), not {spec!r}")
     runs = {}
     for spec in args.runs:
         label, _, path = spec.rpartition("=")

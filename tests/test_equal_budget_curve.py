@@ -59,3 +59,12 @@ def test_quality_labels_include_runs_validated_on_ms_ssim(curve):
     """An MS-SSIM run's validations also carry ``q6_ms_ssim``: the labels are still q1, q6, q10."""
     points = [{"val": {**_val([0.1, 0.5, 1.0], [20, 22, 23]), "q1_ms_ssim": 0.9, "q6_ms_ssim": 0.95}}]
     assert curve.qualities(points) == ["q1", "q6", "q10"]
+
+
+@pytest.mark.parametrize("spec", ["tcm=4044", "tcm=4044:x", "tcm"])
+def test_malformed_anchor_is_a_usage_error(curve, spec, capsys):
+    """A malformed ``--anchor`` stops with the parser's usage message naming the expected form, before any run loads."""
+    with pytest.raises(SystemExit) as stop:
+        curve.main(["tcm=/nonexistent-run", "--anchor", spec])
+    assert stop.value.code == 2
+    assert f"--anchor takes LABEL=STEP:CPU_S (e.g. tcm=4044:4351), not {spec!r}" in capsys.readouterr().err

@@ -213,6 +213,14 @@ def test_bf16_autocast_without_native_bfloat16_is_warned_of(image_folder, tmp_pa
     assert ("native bf16)" if native else "no native bf16)") in log
 
 
+@pytest.mark.parametrize("name", ["val_every", "log_every", "snapshot_every"])
+def test_negative_periods_are_refused(tmp_path, name):
+    """A negative period would never fire (or, before, divide by zero): refused when the trainer is built."""
+    cfg = TrainConfig(family="mbt2018-mean", model_config={"N": 8, "M": 12}, batch=1, crop=64, **{name: -1})
+    with pytest.raises(ValueError, match=f"{name} must be >= 0"):
+        Trainer(cfg, None, None, tmp_path / "run")
+
+
 def test_cli_train_resume_export(image_folder, tmp_path):
     run = tmp_path / "cli-run"
     common = ["train", "--run-dir", str(run)]

@@ -41,7 +41,7 @@ class TrainConfig:
     # ~1.5x faster steps measured here); latents, entropy models and the loss stay float32. Validation is float32.
     autocast: str = "off"
     # True: the training step's forward (and so its backward) runs through torch.compile (inductor). Measured on
-    # this CPU, 1 thread (benchmarks/bench_train_compile.py): an LSTM residual-scaling RNN step 1.31 -> 1.20 CPU-s
+    # this CPU, 1 thread (benchmarks/bench_train_step.py --compile): an LSTM residual-scaling RNN step 1.31 -> 1.20 CPU-s
     # (1.09x) after ~2.5 CPU-min of compiling at every (re)start. Validation and export run the plain model.
     compile: bool = False
     # True: the model's 4-D weights and the training crops in channels-last memory, which the CPU convolutions

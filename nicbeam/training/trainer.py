@@ -73,9 +73,10 @@ class Trainer:
         self.log = log
         torch.manual_seed(cfg.seed)
         check_crops(cfg)
-        for name in ("val_every", "log_every"):
+        for name, zero in (("val_every", "only at the last step"), ("log_every", "only at the last step"),
+                           ("snapshot_every", "never")):
             if getattr(cfg, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0: only at the last step), not {getattr(cfg, name)}")
+                raise ValueError(f"{name} must be >= 0 (0: {zero}), not {getattr(cfg, name)}")
         if cfg.autocast not in ("off", "bf16"):
             raise ValueError(f"autocast must be 'off' or 'bf16', not {cfg.autocast!r}")
         self.model = build_model(cfg.family, **cfg.model_config).to(self.device)
