@@ -3,7 +3,9 @@ CPU seconds per :meth:`Trainer.train_step` in float32, with ``--channels-last``,
 ``--compile`` adds each chosen setting through torch.compile, with its one-off compile cost and the steps it takes
 to earn that back. Rounds alternate between the settings and the best round of each counts, so background load
 inflates all alike as far as possible. ``--sdpa-baseline`` (window-attention families) adds bf16 + channels-last
-with training's attention in PyTorch's ``scaled_dot_product_attention`` instead of the written-out form.
+with training's attention in PyTorch's ``scaled_dot_product_attention`` instead of the written-out form. Steps run
+with glibc keeping freed memory, as ``nicbeam train`` does (:mod:`nicbeam.training.allocator`); ``--malloc default``
+leaves glibc's defaults, and ``--malloc-ab`` times the chosen settings under both, alternating fresh processes.
 
 Defaults: the issue-15 recipe (N=64, M=128, 10 lambdas, batch 4 of 256x256 crops, 1 thread)::
 
@@ -13,6 +15,11 @@ The issue-15 arms eager vs compiled, in the settings they train with::
 
     TORCHINDUCTOR_COMPILE_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_train_step.py \\
         --family tcm-hyperprior --settings bf16+channels-last --compile
+
+The allocator setting, kept vs glibc's defaults (3 rounds of a fresh process each)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_train_step.py --family tcm-hyperprior \\
+        --settings bf16+channels-last --malloc-ab
 
 The RNN shared schedule's step (an LSTM residual-scaling network, float32, eager vs compiled)::
 
@@ -28,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,6 +92,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="add each chosen setting through torch.compile")
     parser.add_argument("--sdpa-baseline", action="store_true",
                         help="add bf16+channels-last with PyTorch's SDPA as training's window attention")
+    parser.add_argument("--malloc", default="keep", choices=["keep", "default"],
+                        help="keep: glibc keeps freed memory, as nicbeam train sets it; default: glibc's own settings")
+    parser.add_argument("--malloc-ab", action="store_true",
+                        help="time the settings with --malloc keep and default, in alternating fresh processes")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3, help="steps per round")
     args = parser.parse_args(argv)
@@ -96,7 +109,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.malloc_ab:
+        return malloc_ab(argv, args)
+    if args.malloc == "keep":
+        from nicbeam.training.allocator import keep_freed_memory
+
+        print(keep_freed_memory(), file=sys.stderr)
     from nicbeam.codecs.learned.transformer.blocks import WindowAttention
     from nicbeam.pipelines.cmd_train import _parse_model_args
     from nicbeam.training.data import ImageCache
@@ -130,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "family": args.family, "model_config": {k: v for k, v in trainers[args.settings[0]][0].model.config.items()
                                                 if k != "lambdas"},
-        "batch": args.batch, "crop": args.crop, "hard_patches": args.hard_patches, "torch": torch.__version__,
+        "batch": args.batch, "crop": args.crop, "hard_patches": args.hard_patches, "malloc": args.malloc,
+        "torch": torch.__version__,
         "cpu_s_per_step": {name: round(s, 3) for name, s in best.items()},
         f"speedup_vs_{args.settings[0]}": {name: round(baseline / s, 2) for name, s in best.items()},
     }
@@ -138,6 +159,24 @@ def main(argv: list[str] | None = None) -> None:
         result["compile"] = {name: compile_cost(first_step[name], first_step[name + COMPILED], best[name],
                                                 best[name + COMPILED]) for name in args.settings}
     print(json.dumps(result, indent=1))
+
+
+def malloc_ab(argv: list[str], args: argparse.Namespace) -> None:
+    """Runs this benchmark (one round each) under ``--malloc keep`` and ``--malloc default`` in alternating fresh
+    processes (an allocator setting cannot be undone inside one), ``args.rounds`` times; the best of each counts."""
+    rest = [a for a in argv if a != "--malloc-ab"]
+    best: dict[str, dict[str, float]] = {"default": {}, "keep": {}}
+    for _ in range(args.rounds):
+        for malloc in best:
+            out = subprocess.run([sys.executable, __file__, *rest, "--rounds", "1", "--malloc", malloc],
+                                 check=True, capture_output=True, text=True).stdout
+            for name, s in json.loads(out)["cpu_s_per_step"].items():
+                best[malloc][name] = min(best[malloc].get(name, float("inf")), s)
+    print(json.dumps({
+        "family": args.family, "batch": args.batch, "crop": args.crop, "rounds": args.rounds, "steps": args.steps,
+        "cpu_s_per_step": best,
+        "speedup_keep_vs_default": {name: round(best["default"][name] / s, 3) for name, s in best["keep"].items()},
+    }, indent=1))
 
 
 def compile_cost(first_eager: float, first_compiled: float, eager: float, compiled: float) -> dict:
