@@ -3,7 +3,7 @@
 A CPU training step allocates and frees the same multi-megabyte activations and gradients every step. glibc's
 defaults hand such blocks back to the kernel (``munmap`` above the mmap threshold, heap trimming above 128 KiB
 free at the top), so the next step page-faults and zero-fills them again: measured here, a bf16 + channels-last
-``tcm-hyperprior`` step spent about 10 % of its CPU time that way (``benchmarks/bench_train_step.py --malloc-ab``).
+``tcm-hyperprior`` step spent about 5 % of its CPU time that way (``benchmarks/bench_train_step.py --malloc-ab``).
 Keeping the blocks (serving them from the heap and never trimming it) leaves the peak resident memory where it was,
 since the step's peak already holds them all. No library does this for us: PyTorch's CPU allocator is ``malloc``
 (jemalloc/tcmalloc would need a system package and ``LD_PRELOAD``), so we set glibc's own two knobs.
