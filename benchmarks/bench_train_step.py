@@ -4,7 +4,7 @@ CPU seconds per :meth:`Trainer.train_step` in float32, with ``--channels-last``,
 to earn that back. Rounds alternate between the settings and the best round of each counts, so background load
 inflates all alike as far as possible. ``--sdpa-baseline`` (window-attention families) adds bf16 + channels-last
 with training's attention in PyTorch's ``scaled_dot_product_attention`` instead of the written-out form. Steps run
-with glibc keeping freed memory, as ``nicbeam train`` does (:mod:`nicbeam.training.allocator`); ``--malloc default``
+with glibc keeping freed memory, as ``nicbeam train`` does (:mod:`nicbeam.allocator`); ``--malloc default``
 leaves glibc's defaults, and ``--malloc-ab`` times the chosen settings under both, alternating fresh processes.
 
 Defaults: the issue-15 recipe (N=64, M=128, 10 lambdas, batch 4 of 256x256 crops, 1 thread)::
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.malloc_ab:
         return malloc_ab(argv, args)
     if args.malloc == "keep":
-        from nicbeam.training.allocator import keep_freed_memory
+        from nicbeam.allocator import keep_freed_memory
 
         print(keep_freed_memory(), file=sys.stderr)
     from nicbeam.codecs.learned.transformer.blocks import WindowAttention

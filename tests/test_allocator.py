@@ -1,5 +1,6 @@
-"""nicbeam.training.allocator: with glibc keeping freed memory, a step that allocates and frees the same large
-blocks again no longer page-faults them back in (measured in fresh processes: the setting is process-wide)."""
+"""nicbeam.allocator: with glibc keeping freed memory, a step that allocates and frees the same large
+blocks again no longer page-faults them back in (measured in fresh processes: the setting is process-wide), for
+``nicbeam train`` and for pipeline workers (``--worker_malloc``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ CYCLES = """
 import resource, sys
 import numpy as np
 if sys.argv[1] == "keep":
-    from nicbeam.training.allocator import keep_freed_memory
+    from nicbeam.allocator import keep_freed_memory
     print(keep_freed_memory(), file=sys.stderr)
+elif sys.argv[1] != "default":  # a pipeline worker's set-up with --worker_malloc VALUE
+    from nicbeam.transforms.codec_runtime import prepare_worker
+    prepare_worker(0, sys.argv[1].split("=")[1])
 def step():  # three 16 MiB activations, written, then freed, as in a training step
     blocks = [np.ones(4 << 20, dtype=np.float32) for _ in range(3)]
     del blocks
@@ -41,3 +45,16 @@ def test_kept_memory_is_reused_without_page_faults():
     # the kernel maps several pages per fault); kept, the steps reuse the same memory
     assert default > 10 * 200
     assert kept < default // 20
+
+
+def test_pipeline_workers_keep_freed_memory_unless_told_not_to():
+    default, _ = _page_faults("default")
+    assert _page_faults("worker=keep")[0] < default // 20
+    assert _page_faults("worker=default")[0] > default // 2
+
+
+def test_unknown_worker_malloc_setting_is_refused():
+    from nicbeam.transforms.codec_runtime import prepare_worker
+
+    with pytest.raises(ValueError, match="worker_malloc must be 'keep' or 'default'"):
+        prepare_worker(0, "jemalloc")

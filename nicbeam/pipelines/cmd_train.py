@@ -245,7 +245,7 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         n_params = sum(p.numel() for p in trainer.model.parameters())
         log(f"new run {cfg.family} {json.dumps(cfg.model_config)}: {n_params} parameters, run dir {run_dir}")
     if not args.export_only:
-        from nicbeam.training.allocator import keep_freed_memory
+        from nicbeam.allocator import keep_freed_memory
 
         log(keep_freed_memory())
         log(f"training to step {cfg.steps}: batch {cfg.batch} crop {cfg.crop} lr {cfg.lr} on {trainer.hardware}")

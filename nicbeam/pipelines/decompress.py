@@ -43,6 +43,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         max_pixels=args.max_pixels,
         device=args.device,
         torch_threads=args.torch_threads,
+        worker_malloc=args.worker_malloc,
         batch_size=args.batch_size,
     )
     return opts.run_job(

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         max_pixels=args.max_pixels,
         device=args.device,
         torch_threads=args.torch_threads,
+        worker_malloc=args.worker_malloc,
         export_latents=args.format,
     )
     return opts.run_job(

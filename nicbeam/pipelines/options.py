@@ -63,6 +63,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--torch_threads", type=int, default=0,
                        help="PyTorch threads per worker process for learned codecs (0: PyTorch's default, all "
                             "cores; with N worker processes on C cores, C/N avoids oversubscription)")
+    group.add_argument("--worker_malloc", choices=["keep", "default"], default="keep",
+                       help="keep: glibc keeps freed memory in each worker process for reuse instead of handing it "
+                            "back and page-faulting it in again per image (learned codecs 1.1-1.27x faster here, "
+                            "peak memory a few %% higher); default: glibc's own settings")
     group.add_argument("--no_wait", action="store_true",
                        help="submit to a remote runner and return without waiting (no summary)")
     group.add_argument("--fail_on_errors", action="store_true",

@@ -12,7 +12,6 @@ reason is the container's check that failed (``bad_magic``, ``truncated``, ``che
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
 from nicbeam.transforms.accounting import Accounting
-from nicbeam.transforms.codec_runtime import SharedCodecCache, batches_natively, set_torch_threads
+from nicbeam.transforms.codec_runtime import SharedCodecCache, batches_natively, prepare_worker
 from nicbeam.transforms.encode import ERRORS, run_with_per_item_fallback
 from nicbeam.transforms.io import StorageReadError, read_bytes
 from nicbeam.transforms.paths import (
@@ -75,7 +74,7 @@ class StreamDoFn(beam.DoFn):
         self._shared = SharedCodecCache(cfg.device)
 
     def setup(self):
-        set_torch_threads(self.cfg.torch_threads)
+        prepare_worker(self.cfg.torch_threads, self.cfg.worker_malloc)
         self._cache = self._shared.acquire()
         self._acc = Accounting(self.cfg.progress_dir)
 

@@ -30,7 +30,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from nicbeam.transforms import faults
 from nicbeam.transforms.accounting import Accounting
-from nicbeam.transforms.codec_runtime import SharedCodecs, batches_natively, set_torch_threads
+from nicbeam.transforms.codec_runtime import SharedCodecs, batches_natively, prepare_worker
 from nicbeam.transforms.evaluate import identical_quality, quality
 from nicbeam.transforms.io import StorageReadError, read_bytes
 from nicbeam.transforms.perceptual import SharedPerceptual
@@ -86,7 +86,7 @@ class CodecDoFn(beam.DoFn):
 
     # ------------------------------------------------------------------------------------ lifecycle
     def setup(self):
-        set_torch_threads(self.cfg.torch_threads)
+        prepare_worker(self.cfg.torch_threads, self.cfg.worker_malloc)
         self._codecs = self._shared.acquire()  # strong reference: keeps the shared object alive
         self._perceptual = self._shared_perceptual.acquire() if self._shared_perceptual else None
         self._acc = Accounting(self.cfg.progress_dir)

@@ -160,10 +160,10 @@ class RecompressDoFn(beam.DoFn):
 
     def setup(self):
         from nicbeam.codecs.spec import make_setting
-        from nicbeam.transforms.codec_runtime import set_torch_threads
+        from nicbeam.transforms.codec_runtime import prepare_worker
         from nicbeam.transforms.quality_search import knob_for
 
-        set_torch_threads(self.cfg.torch_threads)
+        prepare_worker(self.cfg.torch_threads, self.cfg.worker_malloc)
         self._acc = Accounting(self.cfg.progress_dir)
         self._out_fs, self._out_root = resolve(self.cfg.output)
         _, self._tmp_root = resolve(self.cfg.tmp_url)

@@ -57,6 +57,7 @@ class JobConfig:
     progress_dir: str | None = None
     device: str = "auto"
     torch_threads: int = 0  # intra-op threads per worker process for learned codecs; 0: PyTorch's default
+    worker_malloc: str = "keep"  # keep: worker processes keep freed memory (nicbeam.allocator); default: glibc's
     perceptual: tuple[str, ...] = ()  # evaluate --metric lpips/nima (nicbeam.metrics.perceptual)
     lpips_weights: tuple[str, ...] = ()  # weight files, checked by the launcher before the pipeline starts
     nima_weights: tuple[str, ...] = ()
@@ -85,6 +86,7 @@ class JobConfig:
             batch_size=args.batch_size,
             device=args.device,
             torch_threads=args.torch_threads,
+            worker_malloc=args.worker_malloc,
             **job_specific,
         )
 
