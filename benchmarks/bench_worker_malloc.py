@@ -25,14 +25,12 @@ DEFAULT_CODECS = ["mbt2018-mean:quality=6", "tcm-hyperprior:quality=6", "bmshj20
 def worker(spec: str, malloc: str, repeats: int) -> float:
     """CPU seconds of the best of ``repeats`` passes of encode + decode over the samples, after one warm-up pass."""
     import numpy as np
-    import torch
     from PIL import Image
 
     from nicbeam.codecs.spec import parse_codec_spec
     from nicbeam.transforms.codec_runtime import build_codec, prepare_worker
 
-    prepare_worker(1, malloc)
-    torch.set_num_threads(1)
+    prepare_worker(1, malloc)  # one PyTorch thread, and the allocator setting under test
     codec = build_codec(parse_codec_spec(spec)[0], device="cpu")
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(SAMPLES.glob("*.png"))]
 

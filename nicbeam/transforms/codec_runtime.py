@@ -49,24 +49,17 @@ def set_torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-_MALLOC_LOCK = threading.Lock()
-_MALLOC_DONE = False
-
-
 def prepare_worker(torch_threads: int, worker_malloc: str) -> None:
     """Per-process set-up of a worker that runs codecs: PyTorch's threads (:func:`set_torch_threads`) and, for
-    ``worker_malloc == "keep"``, glibc keeping freed memory (:func:`nicbeam.allocator.keep_freed_memory`, once per
-    process): codecs allocate and free the same large buffers for every image."""
-    global _MALLOC_DONE
+    ``worker_malloc == "keep"``, glibc keeping freed memory (:func:`nicbeam.allocator.keep_freed_memory`; setting
+    the same thresholds again is harmless): codecs allocate and free the same large buffers for every image."""
     set_torch_threads(torch_threads)
     if worker_malloc not in ("keep", "default"):
         raise ValueError(f"worker_malloc must be 'keep' or 'default', not {worker_malloc!r}")
-    with _MALLOC_LOCK:
-        if worker_malloc == "keep" and not _MALLOC_DONE:
-            from nicbeam.allocator import keep_freed_memory
+    if worker_malloc == "keep":
+        from nicbeam.allocator import keep_freed_memory
 
-            keep_freed_memory()
-            _MALLOC_DONE = True
+        keep_freed_memory()
 
 
 def build_codec(setting: CodecSetting, device: str = "auto"):
