@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fresh_process_ab import best_of_fresh_processes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT.parent / "shared" / "data" / "train"
@@ -165,13 +167,9 @@ def malloc_ab(argv: list[str], args: argparse.Namespace) -> None:
     """Runs this benchmark (one round each) under ``--malloc keep`` and ``--malloc default`` in alternating fresh
     processes (an allocator setting cannot be undone inside one), ``args.rounds`` times; the best of each counts."""
     rest = [a for a in argv if a != "--malloc-ab"]
-    best: dict[str, dict[str, float]] = {"default": {}, "keep": {}}
-    for _ in range(args.rounds):
-        for malloc in best:
-            out = subprocess.run([sys.executable, __file__, *rest, "--rounds", "1", "--malloc", malloc],
-                                 check=True, capture_output=True, text=True).stdout
-            for name, s in json.loads(out)["cpu_s_per_step"].items():
-                best[malloc][name] = min(best[malloc].get(name, float("inf")), s)
+    commands = {malloc: [sys.executable, __file__, *rest, "--rounds", "1", "--malloc", malloc]
+                for malloc in ("default", "keep")}
+    best = best_of_fresh_processes(commands, args.rounds, lambda out: json.loads(out)["cpu_s_per_step"])
     print(json.dumps({
         "family": args.family, "batch": args.batch, "crop": args.crop, "rounds": args.rounds, "steps": args.steps,
         "cpu_s_per_step": best,

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fresh_process_ab import best_of_fresh_processes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples" / "kodak"
@@ -58,13 +60,10 @@ def main() -> None:
         print(worker(args.worker[0], args.worker[1], args.repeats))
         return
     codecs = args.codec or DEFAULT_CODECS
-    best = {spec: {"default": float("inf"), "keep": float("inf")} for spec in codecs}
-    for _ in range(args.rounds):
-        for spec in codecs:
-            for malloc in ("default", "keep"):
-                out = subprocess.run([sys.executable, __file__, "--worker", spec, malloc, "--repeats",
-                                      str(args.repeats)], check=True, capture_output=True, text=True).stdout
-                best[spec][malloc] = min(best[spec][malloc], float(out.split()[-1]))
+    commands = {(spec, malloc): [sys.executable, __file__, "--worker", spec, malloc, "--repeats", str(args.repeats)]
+                for spec in codecs for malloc in ("default", "keep")}
+    runs = best_of_fresh_processes(commands, args.rounds, lambda out: {"cpu_s": float(out.split()[-1])})
+    best = {spec: {malloc: runs[spec, malloc]["cpu_s"] for malloc in ("default", "keep")} for spec in codecs}
     print(json.dumps({
         "images": sorted(p.name for p in SAMPLES.glob("*.png")), "rounds": args.rounds, "repeats": args.repeats,
         "cpu_s_encode_decode": {spec: {k: round(v, 3) for k, v in s.items()} for spec, s in best.items()},
