@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from nicbeam.codecs import container, decode  # noqa: E402
 from nicbeam.codecs.errors import InvalidParameterError  # noqa: E402
-from nicbeam.codecs.learned.refine import refine_latents, sga_round, temperature  # noqa: E402
+from nicbeam.codecs.learned.refine import refine_latents, sga_round, step_sizes, temperature  # noqa: E402
 from nicbeam.codecs.learned.weights import weights_dir  # noqa: E402
 from nicbeam.codecs.registry import get_codec  # noqa: E402
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "kodak"
@@ -82,3 +82,26 @@ def test_zero_steps_returns_the_input_and_sga_rounds_to_neighbours():
     lo = torch.floor(y)
     assert bool(((r - lo) > -1e-6).all() and ((r - lo) < 1 + 1e-6).all())
     assert float((torch.minimum(r - lo, lo + 1 - r).abs() < 0.05).float().mean()) > 0.9
+
+
+def test_step_size_is_constant_up_to_the_reference_trade_off_and_grows_above_it():
+    lambdas = torch.tensor([0.00045, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18])
+    steps = step_sizes(lambdas)
+    assert torch.allclose(steps[:3], torch.full((3,), 0.01))
+    assert bool((steps[3:] > steps[2:-1]).all())  # strictly growing above quality 6
+    assert abs(float(steps[-1]) - 0.01 * (0.18 / 0.013) ** 0.6) < 1e-6
+
+
+def test_each_image_moves_its_latents_by_its_own_step_size():
+    # no rate, a distortion pulling every latent 4 bins up: Adam moves each at most ~its step size per step (SGA's
+    # noise slows both alike); the start is off the integers, where SGA's relaxation has no gradient
+    y = torch.full((2, 3, 8, 8), 0.3)
+    x = torch.full((2, 3, 8, 8), 0.9)
+    lmbda = torch.tensor([0.001, 0.18])  # step sizes 0.01 and ~0.048
+    refined = refine_latents(y, x, center=torch.zeros_like(y), lmbda=lmbda, rate_bits=lambda t: 0.0 * t.sum((1, 2, 3)),
+                             synthesis=lambda t: 0.5 + t / 10, steps=20)
+    moved = (refined - y).mean(dim=(1, 2, 3))
+    most = 20 * step_sizes(lmbda)
+    assert bool((moved > 0.2 * most).all() and (moved < 1.05 * most).all()), (moved, most)
+    ratio, expected = float(moved[1] / moved[0]), float(most[1] / most[0])
+    assert abs(ratio / expected - 1) < 0.3, (ratio, expected)

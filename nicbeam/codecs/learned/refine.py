@@ -25,8 +25,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-#: Adam step size on the latents (units of one quantisation bin); 0.01 measured best of 0.003 / 0.005 / 0.01 / 0.02.
+#: Adam step size on the latents (units of one quantisation bin) up to the reference trade-off; 0.01 measured best
+#: of 0.003 / 0.005 / 0.01 / 0.02 there.
 LEARNING_RATE = 0.01
+#: Above ``LR_REFERENCE_LAMBDA`` (the shipped quality 6) the step grows as ``(lambda / reference) ** LR_EXPONENT``:
+#: high-rate latents gain from longer moves (see :func:`step_sizes`).
+LR_REFERENCE_LAMBDA = 0.013
+LR_EXPONENT = 0.6
 TAU_START, TAU_MIN, TAU_DECAY = 0.5, 0.05, 4.0
 
 
@@ -55,6 +60,15 @@ def sga_round(v: torch.Tensor, tau: float, generator: torch.Generator | None) ->
 def temperature(step: int, steps: int) -> float:
     """Annealing schedule: TAU_START decaying exponentially over the run, floored at TAU_MIN."""
     return max(TAU_START * math.exp(-TAU_DECAY * step / max(steps, 1)), TAU_MIN)
+
+
+def step_sizes(lmbda: torch.Tensor) -> torch.Tensor:
+    """Each image's Adam step size (B,) for its trade-off ``lmbda`` (B,). Measured with ``mbt2018-mean`` on 3
+    BSDS500 val images at 60 steps (``benchmarks/results/refine_learning_rate.txt``): the best constant step is
+    0.01 at qualities 2 and 6 (lambda <= 0.013), 0.02 at quality 8, 0.03-0.05 at 9 and 0.05-0.08 at 10; the
+    rule ``0.01 * max(1, lambda / 0.013) ** 0.6`` (0.022 / 0.033 / 0.050 there) follows it."""
+    ratio = (lmbda / LR_REFERENCE_LAMBDA).clamp(min=1.0)
+    return LEARNING_RATE * ratio**LR_EXPONENT
 
 
 def refine_latents(
@@ -88,16 +102,19 @@ def refine_latents(
         mse = ((synthesis(y_tilde).clamp(0, 1) - x) ** 2).mean(dim=(1, 2, 3))
         return rate_bits(y_tilde) / pixels + lmbda * 255.0**2 * mse
 
+    # Adam moves each parameter by ~lr per step whatever its gradient's scale, so optimising u = v / step_size
+    # with lr 1 moves v by ~step_size per step: one optimiser, a step size per image
+    step_size = step_sizes(lmbda.to(y.dtype)).reshape(-1, *([1] * (y.dim() - 1)))
     with torch.enable_grad():
-        v = (y - center).detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam([v], lr=LEARNING_RATE)
+        u = ((y - center) / step_size).detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([u], lr=1.0)
         for step in range(steps):
-            loss = objective(sga_round(v, temperature(step, steps), generator) + center).sum()
-            (grad,) = torch.autograd.grad(loss, [v])
+            loss = objective(sga_round(u * step_size, temperature(step, steps), generator) + center).sum()
+            (grad,) = torch.autograd.grad(loss, [u])
             opt.zero_grad(set_to_none=True)
-            v.grad = grad
+            u.grad = grad
             opt.step()
-    refined = v.detach() + center
+    refined = (u * step_size).detach() + center
     # keep, per image, whichever of the two latents codes better once hard-rounded (SGA's last iterate is
     # almost always the better one, but nothing guarantees it)
     with torch.no_grad():
