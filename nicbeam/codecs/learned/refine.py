@@ -66,7 +66,7 @@ def step_sizes(lmbda: torch.Tensor) -> torch.Tensor:
     """Each image's Adam step size (B,) for its trade-off ``lmbda`` (B,). Measured with ``mbt2018-mean`` on 3
     BSDS500 val images at 60 steps (``benchmarks/results/refine_learning_rate.txt``): the best constant step is
     0.01 at qualities 2 and 6 (lambda <= 0.013), 0.02 at quality 8, 0.03-0.05 at 9 and 0.05-0.08 at 10; the
-    rule ``0.01 * max(1, lambda / 0.013) ** 0.6`` (0.022 / 0.033 / 0.050 there) follows it."""
+    rule ``0.01 * max(1, lambda / 0.013) ** 0.6`` (0.022 / 0.033 / 0.048 there) follows it."""
     ratio = (lmbda / LR_REFERENCE_LAMBDA).clamp(min=1.0)
     return LEARNING_RATE * ratio**LR_EXPONENT
 
