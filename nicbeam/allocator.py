@@ -26,6 +26,9 @@ _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 1024 * 1024
 #: free memory at the top of the heap kept rather than returned to the kernel
 TRIM_THRESHOLD = 1 << 30
+#: the pipelines' ``--worker_malloc`` settings: ``keep`` calls :func:`keep_freed_memory` in each worker process,
+#: ``default`` leaves glibc's own settings
+WORKER_MALLOC_SETTINGS = ("keep", "default")
 
 
 def keep_freed_memory() -> str:

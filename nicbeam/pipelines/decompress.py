@@ -37,15 +37,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from nicbeam.pipelines import options as opts
 
     opts.check_output_not_in_input(args.input, args.output)
-    cfg = JobConfig(
-        run_id=opts.check_run_id(args.run_id),
-        output=args.output.rstrip("/"),
-        max_pixels=args.max_pixels,
-        device=args.device,
-        torch_threads=args.torch_threads,
-        worker_malloc=args.worker_malloc,
-        batch_size=args.batch_size,
-    )
+    cfg = JobConfig.from_run_args(args, opts.check_run_id(args.run_id), max_pixels=args.max_pixels,
+                                  batch_size=args.batch_size)
     return opts.run_job(
         job="decompress", args=args, extra=extra, cfg=cfg, settings=[],
         build=lambda p, c: build_batch(p, c, args.input, packed=args.packed),

@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from nicbeam.allocator import WORKER_MALLOC_SETTINGS
 from nicbeam.transforms.paths import LATEST_FILE, is_within, join, resolve, run_dir
 
 _LOG = logging.getLogger("nicbeam.pipelines")
@@ -63,7 +64,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--torch_threads", type=int, default=0,
                        help="PyTorch threads per worker process for learned codecs (0: PyTorch's default, all "
                             "cores; with N worker processes on C cores, C/N avoids oversubscription)")
-    group.add_argument("--worker_malloc", choices=["keep", "default"], default="keep",
+    group.add_argument("--worker_malloc", choices=WORKER_MALLOC_SETTINGS, default="keep",
                        help="keep: glibc keeps freed memory in each worker process for reuse instead of handing it "
                             "back and page-faulting it in again per image (learned codecs 1.1-1.27x faster here, "
                             "peak memory a few %% higher); default: glibc's own settings")

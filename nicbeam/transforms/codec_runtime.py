@@ -53,12 +53,12 @@ def prepare_worker(torch_threads: int, worker_malloc: str) -> None:
     """Per-process set-up of a worker that runs codecs: PyTorch's threads (:func:`set_torch_threads`) and, for
     ``worker_malloc == "keep"``, glibc keeping freed memory (:func:`nicbeam.allocator.keep_freed_memory`; setting
     the same thresholds again is harmless): codecs allocate and free the same large buffers for every image."""
+    from nicbeam.allocator import WORKER_MALLOC_SETTINGS, keep_freed_memory
+
     set_torch_threads(torch_threads)
-    if worker_malloc not in ("keep", "default"):
+    if worker_malloc not in WORKER_MALLOC_SETTINGS:
         raise ValueError(f"worker_malloc must be 'keep' or 'default', not {worker_malloc!r}")
     if worker_malloc == "keep":
-        from nicbeam.allocator import keep_freed_memory
-
         keep_freed_memory()
 
 

@@ -72,11 +72,25 @@ class JobConfig:
         return join(self.run_url, "_tmp")
 
     @classmethod
-    def from_args(cls, args: Any, run_id: str, settings: tuple[CodecSetting, ...], **job_specific: Any) -> "JobConfig":
-        """The options every job shares (image policy, metrics, batching, device) from parsed CLI args."""
+    def from_run_args(cls, args: Any, run_id: str, **job_specific: Any) -> "JobConfig":
+        """The output and the worker options every job takes (``options.add_run_arguments``) from parsed CLI args,
+        plus the job's own fields."""
         return cls(
             run_id=run_id,
             output=args.output.rstrip("/"),
+            device=args.device,
+            torch_threads=args.torch_threads,
+            worker_malloc=args.worker_malloc,
+            **job_specific,
+        )
+
+    @classmethod
+    def from_args(cls, args: Any, run_id: str, settings: tuple[CodecSetting, ...], **job_specific: Any) -> "JobConfig":
+        """The options every encoding job shares (image policy, metrics, batching, run options) from parsed CLI
+        args."""
+        return cls.from_run_args(
+            args,
+            run_id,
             settings=settings,
             max_pixels=args.max_pixels,
             alpha=args.alpha,
@@ -84,9 +98,6 @@ class JobConfig:
             frames=args.frames,
             metrics=args.metrics,
             batch_size=args.batch_size,
-            device=args.device,
-            torch_threads=args.torch_threads,
-            worker_malloc=args.worker_malloc,
             **job_specific,
         )
 
